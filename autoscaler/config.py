@@ -1,14 +1,72 @@
-"""config-autoscaler and the per-revision scaling spec.
+"""config-autoscaler, the per-revision autoscaling annotations, and the resolved ScalingSpec.
 
-(Skeleton: the data types are fixed here; parsing and validation are being written.)
+Three jobs, all pure (no I/O, no clock):
+
+1. `AutoscalerConfig.from_configmap(data)` / `parse_autoscaler_config(source)` parse the
+   `config-autoscaler` ConfigMap with Go's syntaxes (see `autoscaler.durations`) and check
+   every rule Knative's pkg/autoscaler/config checks, in Knative's order, but report
+   all problems at once in a `ConfigError`, one `key: value rule` line each.
+2. `validate_annotations(annotations, config)` checks `autoscaling.knative.dev/*`
+   annotations (and their legacy camelCase spellings) as Knative's webhook does and
+   returns a list of `FieldError`s. A FieldError prints like Knative's apis.FieldError,
+   `<message>: <key>[, <key>]`; the message carries the value and the rule, e.g.
+   `expected 1 <= 0 <= 100: autoscaling.knative.dev/target-utilization-percentage`.
+   Where Knative's message names no rule, we add it after "; ", e.g.
+   `invalid value: -11; expected >= 0, or -1 for unlimited: ...target-burst-capacity`.
+3. `resolve_spec`, `resolve_windows`, `resolve_scale_bounds`, ... turn config +
+   annotations + containerConcurrency into what the decider and the windows need.
+   Precedence (annotation > ConfigMap > default) lives here and nowhere else. At
+   runtime an annotation that fails to parse counts as absent, like Knative's
+   pa_lifecycle.go: admission (validate_annotations) is where bad values are refused.
+
+Worked example (default TU 70%, CC 10, annotations `target: 50`, `window: 90s`):
+
+>>> cfg = AutoscalerConfig.from_configmap({"container-concurrency-target-percentage": "80"})
+>>> cfg.container_concurrency_target_fraction
+0.8
+>>> anns = {"autoscaling.knative.dev/target": "50", "autoscaling.knative.dev/window": "90s"}
+>>> spec = resolve_spec(cfg, anns, container_concurrency=10)
+>>> spec.total_value, spec.target_value, spec.stable_window   # min(50, CC 10) x 0.8
+(10.0, 8.0, 90.0)
+>>> resolve_windows(cfg, anns)                                 # panic = 10% of 90 s
+(90.0, 9.0)
+>>> AutoscalerConfig.from_configmap({"stable-window": "2s", "max-scale-up-rate": "1"})
+Traceback (most recent call last):
+  ...
+autoscaler.config.ConfigError: max-scale-up-rate: '1' must be > 1.0
+stable-window: '2s' must be between 6s and 1h0m0s
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import yaml
+
+from autoscaler.durations import (
+    NANOS_PER_SECOND,
+    format_duration,
+    parse_bool,
+    parse_duration_ns,
+    parse_float,
+    parse_int,
+)
+
+logger = logging.getLogger(__name__)
 
 KPA_CLASS = "kpa.autoscaling.knative.dev"
 HPA_CLASS = "hpa.autoscaling.knative.dev"
+CONFIG_NAME = "config-autoscaler"
+CONFIG_NAMESPACE = "knative-serving"
+TARGET_MIN = 0.01  # Knative's TargetMin: small CC x small TU may go below 1
+WINDOW_MIN_S = 6.0  # three 2 s ticks; shorter windows miss data points
+WINDOW_MAX_S = 3600.0
+BUCKET_SIZE_S = 1.0  # the smallest panic window: one metric bucket
+_S = NANOS_PER_SECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +100,18 @@ class AutoscalerConfig:
     # Knative fixes the utilization for non-concurrency metrics; no ConfigMap key sets it.
     rps_target_utilization_fraction: float = 0.7
 
+    @classmethod
+    def from_configmap(cls, data: Mapping[str, Any]) -> AutoscalerConfig:
+        """Parse and validate a ConfigMap's `data` map (or a whole ConfigMap manifest)."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"from_configmap takes a mapping, not {type(data).__name__}")
+        return parse_autoscaler_config(data)
+
+    @classmethod
+    def from_yaml(cls, text: str | bytes) -> AutoscalerConfig:
+        """Parse and validate YAML: a ConfigMap manifest or a plain data mapping."""
+        return parse_autoscaler_config(text)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScalingSpec:
@@ -60,3 +130,497 @@ class ScalingSpec:
     activation_scale: int = 1
     activator_capacity: float = 100.0
     initial_scale: int = 1
+
+
+# ---------------------------------------------------------------- config-autoscaler
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One broken rule: the offending key first, then any other key the rule involves."""
+
+    keys: tuple[str, ...]
+    value: str
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.keys[0]}: {self.value} {self.rule}"
+
+
+class ConfigError(ValueError):
+    """A rejected config-autoscaler: `.keys` (offending key first), `.reason`, `.problems`."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        self.keys = list(dict.fromkeys(k for p in self.problems for k in p.keys))
+        self.reason = "\n".join(str(p) for p in self.problems)
+        super().__init__(self.reason)
+
+
+# Key -> (field, parser), in the order Knative's NewConfigFromMap parses them. Durations
+# stay integer nanoseconds until the end so "whole seconds" checks are exact.
+_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "pod-autoscaler-class": ("pod_autoscaler_class", str),
+    "enable-scale-to-zero": ("enable_scale_to_zero", parse_bool),
+    "allow-zero-initial-scale": ("allow_zero_initial_scale", parse_bool),
+    "max-scale-up-rate": ("max_scale_up_rate", parse_float),
+    "max-scale-down-rate": ("max_scale_down_rate", parse_float),
+    "container-concurrency-target-percentage": ("container_concurrency_target_fraction", parse_float),
+    "container-concurrency-target-default": ("container_concurrency_target_default", parse_float),
+    "requests-per-second-target-default": ("requests_per_second_target_default", parse_float),
+    "target-burst-capacity": ("target_burst_capacity", parse_float),
+    "panic-window-percentage": ("panic_window_percentage", parse_float),
+    "activator-capacity": ("activator_capacity", parse_float),
+    "panic-threshold-percentage": ("panic_threshold_percentage", parse_float),
+    "initial-scale": ("initial_scale", parse_int),
+    "min-scale": ("min_scale", parse_int),
+    "max-scale": ("max_scale", parse_int),
+    "max-scale-limit": ("max_scale_limit", parse_int),
+    "stable-window": ("stable_window", parse_duration_ns),
+    "scale-down-delay": ("scale_down_delay", parse_duration_ns),
+    "scale-to-zero-grace-period": ("scale_to_zero_grace_period", parse_duration_ns),
+    "scale-to-zero-pod-retention-period": ("scale_to_zero_pod_retention_period", parse_duration_ns),
+}
+_SYNTAX = {
+    parse_bool: "is not a boolean (true/false, t/f, 1/0)",
+    parse_float: "is not a finite number",
+    parse_int: "is not a 32-bit integer",
+    parse_duration_ns: "is not a duration (like 60s, 1m30s, 500ms)",
+}
+_DURATION_FIELDS = frozenset(name for name, parse in _KEYS.values() if parse is parse_duration_ns)
+
+
+def parse_autoscaler_config(source: str | bytes | Mapping[str, Any]) -> AutoscalerConfig:
+    """Parse and validate config-autoscaler from YAML text, a manifest, or a data map."""
+    if isinstance(source, (str, bytes)):
+        try:
+            source = yaml.safe_load(source)
+        except yaml.YAMLError as exc:
+            reason = " ".join(str(exc).split())
+            raise ConfigError([ConfigProblem((CONFIG_NAME,), "<yaml>", f"is not valid YAML: {reason}")]) from None
+        source = {} if source is None else source
+    if not isinstance(source, Mapping):
+        raise ConfigError([ConfigProblem((CONFIG_NAME,), repr(source), "must be a ConfigMap or a mapping")])
+    return _parse_data(_data_of(source))
+
+
+def _data_of(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The data map of a ConfigMap manifest (checked), or `doc` itself if it is one."""
+    if not {"kind", "apiVersion", "metadata"} & doc.keys():
+        return doc
+    problems = []
+    if doc.get("kind") != "ConfigMap":
+        problems.append(ConfigProblem(("kind",), repr(doc.get("kind")), "must be ConfigMap"))
+    if "apiVersion" in doc and doc["apiVersion"] != "v1":
+        problems.append(ConfigProblem(("apiVersion",), repr(doc["apiVersion"]), "must be v1"))
+    metadata = doc.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    if name != CONFIG_NAME:
+        problems.append(ConfigProblem(("metadata.name",), repr(name), f"must be {CONFIG_NAME}"))
+    data = doc.get("data") or {}
+    if not isinstance(data, Mapping):
+        problems.append(ConfigProblem(("data",), repr(data), "must be a mapping of keys to strings"))
+    if problems:
+        raise ConfigError(problems)
+    return data
+
+
+def _parse_data(data: Mapping[str, Any]) -> AutoscalerConfig:
+    """Parse every known key, then check every rule; raise with all problems found."""
+    ignored = sorted(str(k) for k in data if k not in _KEYS)
+    if ignored:
+        logger.warning("%s: ignoring keys that are not settings: %s", CONFIG_NAME, ", ".join(ignored))
+    defaults = AutoscalerConfig()
+    values = {f.name: getattr(defaults, f.name) for f in fields(AutoscalerConfig)}
+    for name in _DURATION_FIELDS:
+        values[name] = round(values[name] * _S)
+    problems: list[ConfigProblem] = []
+    for key, (name, parse) in _KEYS.items():
+        if key not in data:
+            continue
+        text = data[key]
+        if not isinstance(text, str):
+            problems.append(ConfigProblem((key,), repr(text), "must be a string (quote it in YAML)"))
+            continue
+        try:
+            values[name] = parse(text)
+        except ValueError:
+            problems.append(ConfigProblem((key,), repr(text), _SYNTAX[parse]))
+    # For legacy reasons a value <= 1 is already a fraction, so "1" means 100%.
+    if values["container_concurrency_target_fraction"] > 1.0:
+        values["container_concurrency_target_fraction"] /= 100.0
+    problems += _check(values, data, broken={p.keys[0] for p in problems})
+    if problems:
+        raise ConfigError(problems)
+    for name in _DURATION_FIELDS:
+        values[name] /= _S
+    return AutoscalerConfig(**values)
+
+
+def _check(v: dict[str, Any], data: Mapping[str, Any], broken: set[str]) -> list[ConfigProblem]:
+    """Knative's validate(), in its order, collecting every problem instead of the first.
+
+    A rule is skipped when a key it reads is already broken (unparsable, or failed an
+    earlier rule): one problem per key, and no noise from a value we could not read.
+    """
+    problems: list[ConfigProblem] = []
+
+    def rule(keys: tuple[str, ...], ok: bool, words: str) -> None:
+        if ok or broken & set(keys):
+            return
+        shown = repr(data[keys[0]]) if keys[0] in data else f"{_default_text(keys[0])} (default)"
+        problems.append(ConfigProblem(keys, shown, words))
+        broken.add(keys[0])
+
+    frac, limit = v["container_concurrency_target_fraction"], v["max_scale_limit"]
+    rule(("scale-to-zero-grace-period",), v["scale_to_zero_grace_period"] > 0, "must be > 0s")
+    rule(("scale-down-delay",), v["scale_down_delay"] >= 0, "must be >= 0s")
+    rule(("scale-down-delay",), v["scale_down_delay"] % _S == 0, "must be whole seconds")
+    rule(("scale-to-zero-pod-retention-period",), v["scale_to_zero_pod_retention_period"] >= 0,
+         "must be >= 0s")
+    tbc = v["target_burst_capacity"]
+    rule(("target-burst-capacity",), tbc >= 0 or tbc == -1, "must be >= 0, or -1 for unlimited")
+    rule(("container-concurrency-target-percentage",), 0 < frac <= 1,
+         "must be in (0, 100] as a percentage or (0, 1] as a fraction")
+    product = frac * v["container_concurrency_target_default"]
+    rule(("container-concurrency-target-default", "container-concurrency-target-percentage"),
+         product >= TARGET_MIN,
+         f"times container-concurrency-target-percentage ({frac:g} as a fraction) gives a per-pod "
+         f"target of {product:g}, must be >= {TARGET_MIN}")
+    rule(("requests-per-second-target-default",), v["requests_per_second_target_default"] >= TARGET_MIN,
+         f"must be >= {TARGET_MIN}")
+    rule(("activator-capacity",), v["activator_capacity"] >= 1, "must be >= 1")
+    rule(("max-scale-up-rate",), v["max_scale_up_rate"] > 1, "must be > 1.0")
+    rule(("max-scale-down-rate",), v["max_scale_down_rate"] > 1, "must be > 1.0")
+    window = v["stable_window"]
+    rule(("stable-window",), WINDOW_MIN_S * _S <= window <= WINDOW_MAX_S * _S,
+         f"must be between {_go(WINDOW_MIN_S)} and {_go(WINDOW_MAX_S)}")
+    rule(("stable-window",), window % _S == 0, "must be whole seconds")
+    rule(("panic-window-percentage",), 1 <= v["panic_window_percentage"] <= 100,
+         "must be between 1 and 100")
+    initial = v["initial_scale"]
+    rule(("initial-scale",), initial >= 0, "must be >= 0")
+    rule(("initial-scale", "allow-zero-initial-scale"), initial != 0 or v["allow_zero_initial_scale"],
+         "must be >= 1 unless allow-zero-initial-scale is true")
+    rule(("min-scale",), v["min_scale"] >= 0, "must be >= 0")
+    if limit > 0:
+        rule(("max-scale", "max-scale-limit"), 1 <= v["max_scale"] <= limit,
+             f"must be in [1, {limit}] when max-scale-limit is {limit}")
+    else:
+        rule(("max-scale",), v["max_scale"] >= 0, "must be >= 0 (0 means no limit)")
+    rule(("max-scale-limit",), limit >= 0, "must be >= 0 (0 means no limit)")
+    rule(("min-scale", "max-scale"), not 0 < v["max_scale"] < v["min_scale"],
+         f"must be <= max-scale ({v['max_scale']}) when max-scale > 0")
+    return problems
+
+
+def _default_text(key: str) -> str:
+    """The default of a ConfigMap key as a user would write it."""
+    name = _KEYS[key][0]
+    value = getattr(AutoscalerConfig(), name)
+    return _go(value) if name in _DURATION_FIELDS else str(value)
+
+
+def _go(seconds: float) -> str:
+    """Seconds as Go prints a Duration ("6s", "1h0m0s")."""
+    return format_duration(round(seconds * _S))
+
+
+# ---------------------------------------------------------------- annotations
+
+ANNOTATION_PREFIX = "autoscaling.knative.dev/"
+CLASS_ANNOTATION = ANNOTATION_PREFIX + "class"
+METRIC_ANNOTATION = ANNOTATION_PREFIX + "metric"
+TARGET_ANNOTATION = ANNOTATION_PREFIX + "target"
+TARGET_UTILIZATION_PERCENTAGE_ANNOTATION = ANNOTATION_PREFIX + "target-utilization-percentage"
+MIN_SCALE_ANNOTATION = ANNOTATION_PREFIX + "min-scale"
+MAX_SCALE_ANNOTATION = ANNOTATION_PREFIX + "max-scale"
+INITIAL_SCALE_ANNOTATION = ANNOTATION_PREFIX + "initial-scale"
+ACTIVATION_SCALE_ANNOTATION = ANNOTATION_PREFIX + "activation-scale"
+WINDOW_ANNOTATION = ANNOTATION_PREFIX + "window"
+PANIC_WINDOW_PERCENTAGE_ANNOTATION = ANNOTATION_PREFIX + "panic-window-percentage"
+PANIC_THRESHOLD_PERCENTAGE_ANNOTATION = ANNOTATION_PREFIX + "panic-threshold-percentage"
+TARGET_BURST_CAPACITY_ANNOTATION = ANNOTATION_PREFIX + "target-burst-capacity"
+SCALE_DOWN_DELAY_ANNOTATION = ANNOTATION_PREFIX + "scale-down-delay"
+SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION = ANNOTATION_PREFIX + "scale-to-zero-pod-retention-period"
+METRIC_AGGREGATION_ALGORITHM_ANNOTATION = ANNOTATION_PREFIX + "metric-aggregation-algorithm"
+
+# Legacy camelCase spellings still read; the kebab-case key wins when both are present
+# (Knative's kmap.KeyPriority). Keys absent here have no alias.
+LEGACY_ANNOTATIONS: dict[str, str] = {
+    MIN_SCALE_ANNOTATION: ANNOTATION_PREFIX + "minScale",
+    MAX_SCALE_ANNOTATION: ANNOTATION_PREFIX + "maxScale",
+    INITIAL_SCALE_ANNOTATION: ANNOTATION_PREFIX + "initialScale",
+    TARGET_UTILIZATION_PERCENTAGE_ANNOTATION: ANNOTATION_PREFIX + "targetUtilizationPercentage",
+    PANIC_WINDOW_PERCENTAGE_ANNOTATION: ANNOTATION_PREFIX + "panicWindowPercentage",
+    PANIC_THRESHOLD_PERCENTAGE_ANNOTATION: ANNOTATION_PREFIX + "panicThresholdPercentage",
+    TARGET_BURST_CAPACITY_ANNOTATION: ANNOTATION_PREFIX + "targetBurstCapacity",
+    SCALE_DOWN_DELAY_ANNOTATION: ANNOTATION_PREFIX + "scaleDownDelay",
+    SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION: ANNOTATION_PREFIX + "scaleToZeroPodRetentionPeriod",
+    METRIC_AGGREGATION_ALGORITHM_ANNOTATION: ANNOTATION_PREFIX + "metricAggregationAlgorithm",
+}
+LINEAR = "linear"
+WEIGHTED_EXPONENTIAL = "weighted-exponential"
+_ALGORITHMS = frozenset({LINEAR, WEIGHTED_EXPONENTIAL, "weightedExponential"})
+_INT32_MAX = (1 << 31) - 1
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One annotation problem; prints as `<message>: <key>[, <key>]`, like Knative's."""
+
+    message: str
+    keys: list[str]
+
+    def __str__(self) -> str:
+        return f"{self.message}: {', '.join(self.keys)}"
+
+
+def _get(annotations: Mapping[str, str], key: str) -> tuple[str, str] | None:
+    """(spelling found, value) for `key` or its legacy alias; kebab-case first."""
+    for spelling in (key, LEGACY_ANNOTATIONS.get(key)):
+        if spelling is not None and spelling in annotations:
+            return spelling, annotations[spelling]
+    return None
+
+
+def _invalid(value: str, rule: str) -> str:
+    return f"invalid value: {value}; {rule}"
+
+
+def validate_annotations(annotations: Mapping[str, str] | None, config: AutoscalerConfig) -> list[FieldError]:
+    """Every problem with the autoscaling annotations, in Knative's order; [] if valid."""
+    anns = annotations or {}
+    errs: list[FieldError] = []
+    cls = _get(anns, CLASS_ANNOTATION)
+    if cls and cls[1].endswith(".knative.dev") and cls[1] not in (KPA_CLASS, HPA_CLASS):
+        errs.append(FieldError(_invalid(cls[1], f"a *.knative.dev class must be {KPA_CLASS} or {HPA_CLASS}"),
+                               [cls[0]]))
+    _validate_scale_bounds(anns, config, errs)
+    _check_float(anns, PANIC_WINDOW_PERCENTAGE_ANNOTATION, 1.0, 100.0, errs)
+    _check_float(anns, PANIC_THRESHOLD_PERCENTAGE_ANNOTATION, 110.0, 1000.0, errs)
+    if found := _get(anns, TARGET_ANNOTATION):
+        value = _parsed(found[1], parse_float)
+        if value is None:
+            errs.append(FieldError(_invalid(found[1], "expected a number"), [found[0]]))
+        elif value < TARGET_MIN:
+            errs.append(FieldError(f"target {found[1]} should be at least {TARGET_MIN}", [found[0]]))
+    _check_float(anns, TARGET_UTILIZATION_PERCENTAGE_ANNOTATION, 1.0, 100.0, errs)
+    if found := _get(anns, TARGET_BURST_CAPACITY_ANNOTATION):
+        value = _parsed(found[1], parse_float)
+        if value is None or (value < 0 and value != -1):
+            errs.append(FieldError(_invalid(found[1], "expected a number >= 0, or -1 for unlimited"), [found[0]]))
+    _check_duration(anns, WINDOW_ANNOTATION, WINDOW_MIN_S, errs, whole=True)
+    _check_duration(anns, SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION, 0.0, errs, whole=False)
+    _check_duration(anns, SCALE_DOWN_DELAY_ANNOTATION, 0.0, errs, whole=True)
+    if found := _get(anns, METRIC_ANNOTATION):
+        metric = found[1]
+        cls_name = cls[1] if cls else config.pod_autoscaler_class
+        if cls_name == KPA_CLASS and metric not in ("concurrency", "rps"):
+            errs.append(FieldError(_invalid(metric, "the kpa class scales on concurrency or rps"), [found[0]]))
+        elif cls_name == HPA_CLASS and not metric:
+            errs.append(FieldError(_invalid(metric, "the hpa class needs a metric (cpu, memory, ...)"),
+                                   [found[0]]))
+    # Other autoscaler classes may define their own algorithms: only an explicit KPA
+    # class annotation makes this one checkable.
+    algorithm = _get(anns, METRIC_AGGREGATION_ALGORITHM_ANNOTATION)
+    if cls and cls[1] == KPA_CLASS and algorithm and algorithm[1] and algorithm[1] not in _ALGORITHMS:
+        errs.append(FieldError(_invalid(algorithm[1], f"expected {LINEAR} or {WEIGHTED_EXPONENTIAL}"),
+                               [algorithm[0]]))
+    if found := _get(anns, INITIAL_SCALE_ANNOTATION):
+        value = _parsed(found[1], lambda s: parse_int(s, 64))
+        if value is None:
+            errs.append(FieldError(_invalid(found[1], "expected an integer"), [found[0]]))
+        elif value < 0:
+            errs.append(FieldError(_invalid(found[1], "expected >= 0"), [found[0]]))
+        elif value == 0 and not config.allow_zero_initial_scale:
+            errs.append(FieldError(_invalid(found[1], "initial-scale=0 not allowed by cluster "
+                                            "(allow-zero-initial-scale is false)"), [found[0]]))
+    return errs
+
+
+def _validate_scale_bounds(anns: Mapping[str, str], config: AutoscalerConfig, errs: list[FieldError]) -> None:
+    """min/max-scale >= 0 and ordered, max-scale within max-scale-limit, activation-scale."""
+
+    def int_ge0(key: str) -> tuple[str | None, int, bool]:
+        found = _get(anns, key)
+        if found is None:
+            return None, 0, True
+        spelling, text = found
+        value = _parsed(text, parse_int)
+        if value is not None and value >= 0:
+            return spelling, value, True
+        if value is None and not _INTEGER.fullmatch(text):
+            errs.append(FieldError(_invalid(text, "expected an integer"), [spelling]))
+        else:
+            errs.append(FieldError(f"expected 0 <= {text} <= {_INT32_MAX}", [spelling]))
+        return spelling, 0, False  # a bad bound reads as 0 below, as in Knative
+
+    min_key, lo, _ = int_ge0(MIN_SCALE_ANNOTATION)
+    max_key, hi, hi_ok = int_ge0(MAX_SCALE_ANNOTATION)
+    if hi != 0 and hi < lo:
+        errs.append(FieldError(f"max-scale={hi} is less than min-scale={lo}", [max_key, min_key]))
+    limit = config.max_scale_limit
+    # Knative also flags an unparsable max-scale as "0 (unlimited)"; one error is enough.
+    if max_key is not None and hi_ok and limit > 0:
+        if hi > limit:
+            errs.append(FieldError(f"expected 1 <= {hi} <= {limit}", [max_key]))
+        if hi == 0:
+            errs.append(FieldError(f"max-scale=0 (unlimited), must be less than {limit}", [max_key]))
+    if found := _get(anns, ACTIVATION_SCALE_ANNOTATION):
+        value = _parsed(found[1], parse_int)
+        if value is None:
+            errs.append(FieldError(_invalid(found[1], "expected an integer"), [found[0]]))
+        elif lo > value:
+            errs.append(FieldError(f"min-scale={lo} is greater than activation-scale={value}", [found[0]]))
+        elif hi != 0 and hi < value:
+            errs.append(FieldError(f"max-scale={hi} is less than activation-scale={value}", [found[0]]))
+        elif value < 2:
+            errs.append(FieldError(f"activation-scale={value} must be greater than 1", [found[0]]))
+
+
+def _check_float(anns: Mapping[str, str], key: str, lo: float, hi: float, errs: list[FieldError]) -> None:
+    if found := _get(anns, key):
+        value = _parsed(found[1], parse_float)
+        if value is None:
+            errs.append(FieldError(_invalid(found[1], "expected a number"), [found[0]]))
+        elif not lo <= value <= hi:
+            errs.append(FieldError(f"expected {lo:g} <= {found[1]} <= {hi:g}", [found[0]]))
+
+
+def _check_duration(anns: Mapping[str, str], key: str, lo_s: float, errs: list[FieldError], *, whole: bool) -> None:
+    if found := _get(anns, key):
+        ns = _parsed(found[1], parse_duration_ns)
+        if ns is None:
+            errs.append(FieldError(_invalid(found[1], "expected a duration like 60s"), [found[0]]))
+        elif not lo_s * _S <= ns <= WINDOW_MAX_S * _S:
+            errs.append(FieldError(f"expected {_go(lo_s)} <= {found[1]} <= {_go(WINDOW_MAX_S)}", [found[0]]))
+        elif whole and ns % _S:
+            errs.append(FieldError(f"must be specified with at most second precision; got {found[1]}",
+                                   [found[0]]))
+
+
+def _parsed(text: str, parse: Callable[[str], Any]) -> Any:
+    """`parse(text)`, or None when it does not parse."""
+    try:
+        return parse(text)
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def _annotation(annotations: Mapping[str, str] | None, key: str, parse: Callable[[str], Any]) -> Any:
+    """A parsed annotation, or None when absent or unparsable (Knative's pa_lifecycle)."""
+    found = _get(annotations or {}, key)
+    return None if found is None else _parsed(found[1], parse)
+
+
+def resolve_class(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None) -> str:
+    """The autoscaler class: the annotation, else the ConfigMap's, else KPA."""
+    found = _get(annotations or {}, CLASS_ANNOTATION)
+    return found[1] if found else (config.pod_autoscaler_class or KPA_CLASS)
+
+
+def resolve_metric(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None) -> str:
+    """The scaling metric: the annotation, else cpu for HPA and concurrency otherwise."""
+    found = _get(annotations or {}, METRIC_ANNOTATION)
+    if found and found[1]:
+        return found[1]
+    return "cpu" if resolve_class(config, annotations) == HPA_CLASS else "concurrency"
+
+
+def resolve_spec(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None, *,
+                 container_concurrency: int = 0, reachable: bool = True) -> ScalingSpec:
+    """The decider's spec for one revision; never raises on bad annotations."""
+    # total is the most a pod may take; target = total x TU is what the KPA aims for.
+    #   rps:          total = rps default (200), TU fixed at 0.7         -> 140
+    #   concurrency:  total = CC, or the soft default (100) when CC = 0   -> 70
+    # A target annotation replaces total (capped at CC for concurrency, so we never
+    # aim above the hard limit) and is still multiplied by TU: target 10 -> 7 per pod.
+    metric = resolve_metric(config, annotations)
+    if metric == "rps":
+        total, tu = config.requests_per_second_target_default, config.rps_target_utilization_fraction
+    else:
+        total = float(container_concurrency) or config.container_concurrency_target_default
+        tu = config.container_concurrency_target_fraction
+    if (target := _annotation(annotations, TARGET_ANNOTATION, parse_float)) is not None:
+        total = target
+        if metric == "concurrency" and container_concurrency != 0:
+            total = min(target, float(container_concurrency))
+    if (tu_pct := _annotation(annotations, TARGET_UTILIZATION_PERCENTAGE_ANNOTATION, parse_float)) is not None:
+        tu = tu_pct / 100.0
+    threshold = _annotation(annotations, PANIC_THRESHOLD_PERCENTAGE_ANNOTATION, parse_float)
+    tbc = _annotation(annotations, TARGET_BURST_CAPACITY_ANNOTATION, parse_float)
+    delay_ns = _annotation(annotations, SCALE_DOWN_DELAY_ANNOTATION, parse_duration_ns)
+    activation = _annotation(annotations, ACTIVATION_SCALE_ANNOTATION, parse_int)
+    return ScalingSpec(
+        metric=metric,
+        target_value=max(TARGET_MIN, total * tu),
+        total_value=total,
+        target_burst_capacity=config.target_burst_capacity if tbc is None else tbc,
+        panic_threshold=(config.panic_threshold_percentage if threshold is None else threshold) / 100.0,
+        max_scale_up_rate=config.max_scale_up_rate,
+        max_scale_down_rate=config.max_scale_down_rate,
+        stable_window=resolve_windows(config, annotations)[0],
+        scale_down_delay=config.scale_down_delay if delay_ns is None else delay_ns / _S,
+        reachable=reachable,
+        # Knative stores 0 for "no activation scale"; the decider treats 0 and 1 alike.
+        activation_scale=max(1, activation or 1),
+        activator_capacity=config.activator_capacity,
+        initial_scale=resolve_initial_scale(config, annotations),
+    )
+
+
+def resolve_initial_scale(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None) -> int:
+    """The annotation's initial scale, unless absent, or 0 while the cluster forbids 0."""
+    value = _annotation(annotations, INITIAL_SCALE_ANNOTATION, parse_int)
+    if value is None or (value == 0 and not config.allow_zero_initial_scale):
+        return config.initial_scale
+    return value
+
+
+def resolve_windows(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None) -> tuple[float, float]:
+    """(stable, panic) window seconds; panic = max(1 s, stable x panic% rounded to 1 s)."""
+    # Worked in integer nanoseconds as Go does: 60 s x 51% = 30.6 s -> 31 s;
+    # 10 s x 10% = 1 s; 7 s x 10% = 0.7 s -> 1 s (never below one 1 s bucket).
+    stable_ns = _annotation(annotations, WINDOW_ANNOTATION, parse_duration_ns)
+    if stable_ns is None:
+        stable_ns = round(config.stable_window * _S)
+    pct = _annotation(annotations, PANIC_WINDOW_PERCENTAGE_ANNOTATION, parse_float)
+    if pct is None:
+        pct = config.panic_window_percentage
+    panic_ns = int(float(stable_ns) * pct / 100.0)  # Go's float64 -> Duration truncates
+    whole, rest = divmod(panic_ns, _S)
+    panic_ns = (whole + (2 * rest >= _S)) * _S  # Duration.Round: halves round up
+    return stable_ns / _S, max(panic_ns, round(BUCKET_SIZE_S * _S)) / _S
+
+
+def resolve_scale_bounds(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None, *,
+                         reachable: bool = True) -> tuple[int, int]:
+    """(min, max) pods; min is 0 for an unreachable revision, max 0 means unbounded."""
+    lo = 0
+    if reachable:
+        lo = _annotation(annotations, MIN_SCALE_ANNOTATION, parse_int)
+        lo = config.min_scale if lo is None else lo
+    hi = _annotation(annotations, MAX_SCALE_ANNOTATION, parse_int)
+    return lo, config.max_scale if hi is None else hi
+
+
+def resolve_scale_to_zero_pod_retention(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None,
+                                        *, reachable: bool = True) -> float:
+    """Seconds the last pod outlives the decision to scale to zero; 0 when unreachable."""
+    if not reachable:
+        return 0.0
+    ns = _annotation(annotations, SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION, parse_duration_ns)
+    return config.scale_to_zero_pod_retention_period if ns is None else ns / _S
+
+
+def resolve_aggregation_algorithm(annotations: Mapping[str, str] | None = None) -> str:
+    """"weighted-exponential" if the annotation asks for it (either spelling), else "linear"."""
+    found = _get(annotations or {}, METRIC_AGGREGATION_ALGORITHM_ANNOTATION)
+    if found and found[1] in (WEIGHTED_EXPONENTIAL, "weightedExponential"):
+        return WEIGHTED_EXPONENTIAL
+    return LINEAR
