@@ -1,0 +1,514 @@
+"""One request/response exchange: decision, upstream attempt(s), relay, deadlines, finish.
+
+Theory of operation. An exchange moves through: started (handler.begin called) →
+deciding (only if begin returned an awaitable: one task) → connecting (only when the
+pool has no idle connection: one task) → attached (request head and body stream to the
+upstream) → responding (response head sent; body relayed, re-framed) → finished
+(handler.finish called exactly once). A failure before the response head maps to a
+canned response (errors.response_for); after it, the client connection is cut.
+
+Retries: a failure before any response byte, while no request-body byte has left us,
+may be retried: once silently when the failed connection came from the pool (the
+upstream closed it as we reused it: the keep-alive race Go's transport also retries),
+otherwise through `Forward.retry`, bounded by `max_attempts`. Deadlines (total,
+response-start, idle; all from arrival) share one timer whose deadline moves: it is set
+to the earliest and, on firing, re-armed if nothing has expired yet. Example: total 10 s,
+idle 2 s, arrival at t=0, last write at t=3: the timer fires at 2, sees idle expiry 5,
+re-arms for 5; at 5 nothing more was written: 504 if no head was sent, else cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from .errors import INTERNAL_ERROR, ErrorKind, ProxyError, response_for
+from .headers import X_FORWARDED_PROTO, add_forwarded_shim, append_forwarded_for, serialize_headers
+from .hooks import Forward, LocalResponse, Outcome, RequestHead, status_line
+
+if TYPE_CHECKING:
+    from .protocol import ClientConnection
+    from .upstream import UpstreamConnection
+
+logger = logging.getLogger(__name__)
+
+_PAUSE_WAIT = 2       # mirrors protocol.PAUSE_WAIT (kept here to avoid an import cycle)
+_PAUSE_UPSTREAM = 4
+_PAUSE_UPGRADE = 8
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+_CRLF = b"\r\n"
+_HTTP11 = b"1.1"
+_SLACK_S = 0.001  # timers may fire a hair early on uvloop's millisecond clock
+
+
+class Exchange:
+    """The engine's state for one request; created by the client connection."""
+
+    __slots__ = (
+        "conn", "head", "upgrade_value", "is_head_request", "tunnel", "tunnel_pending",
+        "body_buf", "body_done", "body_sent", "forward", "upstream", "upstream_addr", "task",
+        "status", "head_sent", "resp_chunked", "resp_close_delimited", "client_keep",
+        "response_bytes", "timer", "t0", "d_total", "d_start", "idle_s", "last_write",
+        "finished", "prepared", "fresh_retry",
+    )
+
+    def __init__(self, conn: ClientConnection, head: RequestHead, upgrade_value: bytes) -> None:
+        self.conn = conn
+        self.head = head
+        self.upgrade_value = upgrade_value
+        self.is_head_request = head.method == b"HEAD"
+        self.tunnel = False
+        self.tunnel_pending = b""
+        self.body_buf: list[bytes] | None = None
+        self.body_done = not head.has_body
+        self.body_sent = False
+        self.forward: Forward | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.upstream_addr: tuple[str, int] | None = None
+        self.task: asyncio.Future | None = None
+        self.status = 0
+        self.head_sent = False
+        self.resp_chunked = False
+        self.resp_close_delimited = False
+        self.client_keep = False
+        self.response_bytes = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.t0 = 0.0
+        self.d_total: float | None = None
+        self.d_start: float | None = None
+        self.idle_s: float | None = None
+        self.last_write = 0.0
+        self.finished = False
+        self.prepared = False
+        self.fresh_retry = False
+
+    # -- deciding ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Ask the handler what to do with this request."""
+        server = self.conn.server
+        self.head.arrival = server.clock.now()
+        self.t0 = self.conn.loop.time()
+        try:
+            decision = server.handler.begin(self.head)
+        except ProxyError as exc:
+            self._fail(ErrorKind.REJECTED, exc.response())
+            return
+        except Exception:
+            logger.exception("handler.begin raised")
+            self._fail(ErrorKind.HANDLER, INTERNAL_ERROR)
+            return
+        self._apply(decision)
+
+    def _apply(self, decision) -> None:
+        if isinstance(decision, Forward):
+            self._forward(decision)
+        elif isinstance(decision, LocalResponse):
+            self._respond_local(decision)
+        else:
+            self._wait(decision)
+
+    def _wait(self, awaitable) -> None:
+        if not self.body_done:
+            self.conn.pause_reading(_PAUSE_WAIT)  # the body has nowhere to go yet
+        self._set_deadlines(self.head.timeout_s, None, None)
+        self.task = asyncio.ensure_future(awaitable, loop=self.conn.loop)
+        self.task.add_done_callback(self._on_decided)
+
+    def _on_decided(self, task: asyncio.Future) -> None:
+        if self.task is not task:
+            return  # we cancelled it (timeout, client gone) and have finished already
+        self.task = None
+        if task.cancelled():
+            self._fail(ErrorKind.HANDLER, INTERNAL_ERROR)
+            return
+        exc = task.exception()
+        if isinstance(exc, ProxyError):
+            self._fail(ErrorKind.REJECTED, exc.response())
+        elif exc is not None:
+            logger.error("handler decision raised", exc_info=exc)
+            self._fail(ErrorKind.HANDLER, INTERNAL_ERROR)
+        else:
+            self._apply(task.result())
+
+    def _respond_local(self, response: LocalResponse) -> None:
+        keep = self._local_keep_alive()
+        self._write_local(response, not keep)
+        self._finish(None, True, local=True)
+        self.conn.exchange_done(self, keep)
+
+    # -- forwarding -------------------------------------------------------------------
+    def _forward(self, forward: Forward) -> None:
+        self.forward = forward
+        total = forward.timeout_s if forward.timeout_s is not None else self.head.timeout_s
+        self._set_deadlines(total, forward.response_start_timeout_s, forward.idle_timeout_s)
+        if not self.prepared:
+            self._prepare()
+        self._connect(forward.upstream, fresh=False)
+
+    def _prepare(self) -> None:
+        """Forwarding headers, once per request (retries must not append twice)."""
+        self.prepared = True
+        headers = self.head.headers
+        if self.conn.server.config.forwarded_shim:
+            add_forwarded_shim(headers)  # from the headers as received (reference 4.8)
+        append_forwarded_for(headers, self.head.client_ip)
+        for key, _ in headers:
+            if key == X_FORWARDED_PROTO:
+                break
+        else:
+            headers.append((X_FORWARDED_PROTO, b"http"))
+
+    def _connect(self, addr: tuple[str, int], fresh: bool) -> None:
+        self.upstream_addr = addr
+        pool = self.conn.server.pool
+        up = None if fresh else pool.try_acquire(addr)
+        if up is not None:
+            self._attach(up)
+            return
+        if not self.body_done:
+            self.conn.pause_reading(_PAUSE_WAIT)
+        self.task = self.conn.loop.create_task(pool.connect(addr))
+        self.task.add_done_callback(self._on_connected)
+
+    def _on_connected(self, task: asyncio.Future) -> None:
+        if self.task is not task:
+            if not task.cancelled() and task.exception() is None:
+                task.result().close()  # connected just as we gave up
+            return
+        self.task = None
+        if task.cancelled() or task.exception() is not None:
+            self._upstream_failed(ErrorKind.UPSTREAM_CONNECT, None)
+            return
+        self._attach(task.result())
+
+    def _attach(self, up: UpstreamConnection) -> None:
+        self.upstream = up
+        up.exchange = self
+        transport = up.transport
+        transport.write(self._request_wire())
+        if self.body_buf:
+            for chunk in self.body_buf:
+                self._send_body(chunk)
+            self.body_buf = None
+        if self.body_done and self.head.chunked:
+            transport.write(_LAST_CHUNK)
+        if self.conn.write_paused:
+            up.set_reading(False)
+        self.conn.resume_reading(_PAUSE_WAIT)
+
+    def _request_wire(self) -> bytes:
+        head = self.head
+        parts = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
+        serialize_headers(parts, head.headers)
+        if head.chunked:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        elif head.content_length is not None:
+            parts.append(b"content-length: %d\r\n" % head.content_length)
+        if head.upgrade:
+            parts += (b"connection: upgrade\r\nupgrade: ", self.upgrade_value, _CRLF)
+        parts.append(_CRLF)
+        return b"".join(parts)
+
+    def _send_body(self, chunk: bytes) -> None:
+        if self.head.chunked:
+            self.upstream.transport.writelines((b"%x\r\n" % len(chunk), chunk, _CRLF))
+        else:
+            self.upstream.transport.write(chunk)
+        self.body_sent = True
+
+    # -- request body events (from the client parser) ---------------------------------------
+    def request_body(self, chunk: bytes) -> None:
+        """A piece of the request body arrived."""
+        if self.finished or not chunk:
+            return
+        if self.upstream is not None:
+            self._send_body(chunk)
+        elif self.body_buf is None:
+            self.body_buf = [chunk]
+        else:
+            self.body_buf.append(chunk)
+
+    def request_complete(self) -> None:
+        """The request body (if any) is complete."""
+        self.body_done = True
+        if not self.finished and self.upstream is not None and self.head.chunked:
+            self.upstream.transport.write(_LAST_CHUNK)
+
+    def request_broken(self, response: LocalResponse) -> None:
+        """The request body was malformed mid-way: answer if we still can, else cut."""
+        self._fail(ErrorKind.REJECTED, None if self.head_sent else response)
+
+    # -- response events (from the upstream connection) --------------------------------------
+    def upstream_interim(self, status: int) -> None:
+        """A 1xx other than 101: relay 100 Continue to a client that asked for it."""
+        if status == 100 and self.head.expect_continue and self.head.version == _HTTP11:
+            self._to_client(_CONTINUE)
+
+    def upstream_head(self, up: UpstreamConnection) -> None:
+        """The final response head: re-frame it for the client and send it."""
+        status = up.status
+        head = self.head
+        parts = [status_line(status)]
+        serialize_headers(parts, up.headers)
+        keep = head.keep_alive and not self.conn.close_after and not head.upgrade
+        if self.is_head_request or status == 204 or status == 304:
+            if up.content_length is not None and status != 204:
+                parts.append(b"content-length: %d\r\n" % up.content_length)
+        elif up.content_length is not None:
+            parts.append(b"content-length: %d\r\n" % up.content_length)
+        else:
+            # Chunked or delimited by close upstream: a 1.1 client gets chunked and keeps its
+            # connection (as Go's server does for unknown lengths); 1.0 gets raw + close.
+            self.resp_close_delimited = not up.chunked
+            if head.version == _HTTP11:
+                parts.append(b"transfer-encoding: chunked\r\n")
+                self.resp_chunked = True
+            else:
+                keep = False
+        if not keep:
+            parts.append(b"connection: close\r\n")
+        elif head.version != _HTTP11:
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(_CRLF)
+        self.client_keep = keep
+        self.status = status
+        self.head_sent = True
+        self._to_client(b"".join(parts))
+        if self.timer is not None and self.d_start is not None:
+            self._rearm()
+
+    def upstream_body(self, chunk: bytes) -> None:
+        """A piece of the response body: relay it (re-chunked if needed)."""
+        if not chunk:
+            return
+        transport = self.conn.transport
+        if self.resp_chunked:
+            transport.writelines((b"%x\r\n" % len(chunk), chunk, _CRLF))
+        else:
+            transport.write(chunk)
+        self.response_bytes += len(chunk)
+        if self.idle_s is not None:
+            self.last_write = self.conn.loop.time()
+
+    def upstream_complete(self, up: UpstreamConnection) -> None:
+        """The response is complete: pool the upstream, finish, go on with the client."""
+        if self.finished:
+            return
+        if self.resp_chunked:
+            self.conn.transport.write(_LAST_CHUNK)
+        self.upstream = None
+        if not self.body_done:
+            up.keep_alive = False  # the upstream answered before reading all the body
+        self.conn.server.pool.release(up)
+        self._finish(None, True)
+        self.conn.exchange_done(self, self.client_keep and self.body_done)
+
+    def upstream_lost(self, up: UpstreamConnection) -> None:
+        """The upstream connection closed while this exchange used it."""
+        if self.finished:
+            return
+        self.upstream = None
+        if self.tunnel:
+            self._finish(None, True)
+            self.conn.exchange_done(self, False)
+        elif self.head_sent:
+            if self.resp_close_delimited:
+                up.keep_alive = False
+                self.upstream_complete(up)  # the close is how this body ends
+            else:
+                self._fail(ErrorKind.UPSTREAM_BROKEN)
+        else:
+            self._upstream_failed(ErrorKind.UPSTREAM_RESET, up)
+
+    def upstream_bad_response(self, up: UpstreamConnection) -> None:
+        """The upstream sent bytes httptools rejects."""
+        if self.finished:
+            return
+        self.upstream = None
+        up.exchange = None
+        self._fail(ErrorKind.UPSTREAM_BROKEN if self.head_sent else ErrorKind.UPSTREAM_BAD_RESPONSE)
+
+    def upstream_upgraded(self, up: UpstreamConnection, rest: bytes) -> None:
+        """A 101 for our upgrade request: relay it and tunnel raw bytes both ways."""
+        if up.status != 101 or not self.head.upgrade:
+            self.upstream_bad_response(up)
+            up.close()
+            return
+        parts = [status_line(101)]
+        serialize_headers(parts, up.headers)
+        parts += (b"connection: upgrade\r\nupgrade: ", up.upgrade_value, b"\r\n\r\n")
+        self.status = 101
+        self.head_sent = True
+        self.tunnel = True
+        self._disarm()  # hijacked connections are not subject to request timeouts
+        self.conn.transport.write(b"".join(parts))
+        if rest:
+            self.conn.transport.write(rest)
+        if self.tunnel_pending:
+            up.transport.write(self.tunnel_pending)
+            self.tunnel_pending = b""
+        self.conn.resume_reading(_PAUSE_UPGRADE | _PAUSE_WAIT)
+
+    def tunnel_to_client(self, data: bytes) -> None:
+        """Raw upgraded bytes from the upstream."""
+        self.conn.transport.write(data)
+
+    def tunnel_to_upstream(self, data: bytes) -> None:
+        """Raw upgraded bytes from the client."""
+        if self.upstream is not None:
+            self.upstream.transport.write(data)
+
+    def upstream_write_paused(self, paused: bool) -> None:
+        """Request-direction backpressure: stop reading the client while upstream is full."""
+        if paused:
+            self.conn.pause_reading(_PAUSE_UPSTREAM)
+        else:
+            self.conn.resume_reading(_PAUSE_UPSTREAM)
+
+    # -- client events ----------------------------------------------------------------------
+    def client_write_paused(self, paused: bool) -> None:
+        """Response-direction backpressure: stop reading the upstream while the client is full."""
+        if self.upstream is not None:
+            self.upstream.set_reading(not paused)
+
+    def client_lost(self) -> None:
+        """The client connection closed."""
+        if self.finished:
+            return
+        if self.tunnel:
+            if self.upstream is not None:
+                self.upstream.close()
+                self.upstream = None
+            self._finish(None, True)
+            return
+        self._fail(ErrorKind.CLIENT_GONE)
+
+    def cut(self) -> None:
+        """Shutdown deadline passed: answer 503 if nothing was sent, else cut."""
+        self._fail(ErrorKind.SHUTDOWN)
+
+    # -- failure, deadlines, finish ---------------------------------------------------------
+    def _upstream_failed(self, kind: ErrorKind, up: UpstreamConnection | None) -> None:
+        if self.body_sent or self.conn.closed:
+            self._fail(kind)
+            return
+        if up is not None and up.reused and not self.fresh_retry:
+            self.fresh_retry = True
+            self._connect(self.upstream_addr, fresh=True)
+            return
+        head = self.head
+        head.attempts += 1
+        retry = self.forward.retry if self.forward is not None else None
+        if retry is not None and head.attempts < self.conn.server.config.max_attempts:
+            try:
+                decision = retry(head, kind)
+            except Exception:
+                logger.exception("retry hook raised")
+                decision = None
+            if decision is not None:
+                self._apply(decision)
+                return
+        self._fail(kind)
+
+    def _fail(self, kind: ErrorKind, response: LocalResponse | None = None) -> None:
+        if self.finished:
+            return
+        self._cancel_task()
+        up = self.upstream
+        if up is not None:
+            self.upstream = None
+            up.exchange = None
+            up.abort()
+        conn = self.conn
+        if response is None:
+            response = response_for(kind, self.head_sent)
+        if response is not None and not conn.closed:
+            keep = self._local_keep_alive()
+            self._write_local(response, not keep)
+            self._finish(kind, True, local=self.forward is None)
+            conn.exchange_done(self, keep)
+            return
+        self._finish(kind, False)
+        conn.active = None
+        conn.close_after = True
+        if not conn.closed:
+            conn.transport.abort()  # never a second status line: the cut is the signal
+
+    def _cancel_task(self) -> None:
+        task = self.task
+        if task is not None:
+            self.task = None
+            task.cancel()
+
+    def _local_keep_alive(self) -> bool:
+        head = self.head
+        return (
+            head.keep_alive and head.version == _HTTP11 and self.body_done
+            and not head.upgrade and not self.conn.close_after
+        )
+
+    def _write_local(self, response: LocalResponse, close: bool) -> None:
+        self.status = response.status
+        self.head_sent = True
+        self._to_client(response.wire(close, self.is_head_request))
+
+    def _to_client(self, data: bytes) -> None:
+        self.conn.transport.write(data)
+        if self.idle_s is not None:
+            self.last_write = self.conn.loop.time()
+
+    def _set_deadlines(self, total_s: float | None, start_s: float | None, idle_s: float | None) -> None:
+        t0 = self.t0
+        self.d_total = None if total_s is None else t0 + total_s
+        self.d_start = None if start_s is None else t0 + start_s
+        self.idle_s = idle_s
+        if idle_s is not None and self.last_write < t0:
+            self.last_write = t0
+        self._rearm()
+
+    def _rearm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        deadline = self.d_total
+        if self.d_start is not None and not self.head_sent:
+            deadline = self.d_start if deadline is None else min(deadline, self.d_start)
+        if self.idle_s is not None:
+            idle = self.last_write + self.idle_s
+            deadline = idle if deadline is None else min(deadline, idle)
+        self.timer = None if deadline is None else self.conn.loop.call_at(deadline, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self.timer = None
+        if self.finished or self.tunnel:
+            return
+        now = self.conn.loop.time() + _SLACK_S
+        if self.d_total is not None and now >= self.d_total:
+            self._fail(ErrorKind.TIMEOUT)
+        elif self.d_start is not None and not self.head_sent and now >= self.d_start:
+            self._fail(ErrorKind.RESPONSE_START_TIMEOUT)
+        elif self.idle_s is not None and now >= self.last_write + self.idle_s:
+            self._fail(ErrorKind.IDLE_TIMEOUT)
+        else:
+            self._rearm()
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _finish(self, kind: ErrorKind | None, completed: bool, local: bool = False) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self._disarm()
+        server = self.conn.server
+        outcome = Outcome(
+            self.status, completed, kind, self.upstream_addr, local, self.response_bytes,
+            server.clock.now(),
+        )
+        try:
+            server.handler.finish(self.head, outcome)
+        except Exception:
+            logger.exception("handler.finish raised")
