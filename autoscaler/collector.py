@@ -114,11 +114,16 @@ class MetricCollection:
         return self._has_scrape_target
 
     def record(self, now: float, stat: Stat) -> None:
-        """Add one stat's non-proxied load to the buckets for `now` in every window."""
+        """Add one stat's non-proxied load to the buckets for `now`; ValueError if not finite."""
         concurrency = stat.average_concurrent_requests - stat.average_proxied_concurrent_requests
+        rps = stat.request_count - stat.proxied_request_count
+        if not (math.isfinite(concurrency) and math.isfinite(rps)):
+            # A NaN or inf from the wire would poison a window for a whole stable window
+            # (and the decider refuses it): refuse it here, where the sender is known.
+            raise ValueError(f"stat from {stat.pod_name!r} is not finite: "
+                             f"concurrency={concurrency} rps={rps}")
         self._stable_concurrency.record(now, concurrency)
         self._panic_concurrency.record(now, concurrency)
-        rps = stat.request_count - stat.proxied_request_count
         self._stable_rps.record(now, rps)
         self._panic_rps.record(now, rps)
         self._records += 1

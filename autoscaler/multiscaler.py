@@ -234,7 +234,10 @@ class Multiscaler:
         return self._decide(rev, self._clock.now())
 
     def ingest(self, key: RevisionKey, stat: Stat, now: float) -> None:
-        """Record a pushed (activator) stat and poke a revision that is at zero."""
+        """Record a pushed (activator) stat and poke a revision that is at zero.
+
+        Raises ValueError for a stat with a non-finite value (nothing is recorded).
+        """
         rev = self._revisions.get(key)
         if rev is None:
             self._unknown += 1  # Knative drops stats for revisions it does not collect
@@ -249,7 +252,12 @@ class Multiscaler:
         self._ticks += 1
         now = self._clock.now()
         for rev in list(self._revisions.values()):
-            self._decide(rev, now)
+            try:
+                self._decide(rev, now)
+            except Exception:
+                # The edge of one revision's tick: a bug there must not stop the others.
+                self._errors += 1
+                log.exception("deciding for %s failed", rev.key)
 
     def _ready_count(self, key: RevisionKey, pods: PodsSource) -> int | None:
         try:

@@ -133,3 +133,17 @@ RECORD_TIME_CASES = [
 @pytest.mark.parametrize(("now", "timestamp", "wall_now", "want"), RECORD_TIME_CASES)
 def test_stat_record_time_carries_wall_age_to_the_clock(now, timestamp, wall_now, want) -> None:
     assert stat_record_time(now, timestamp, wall_now) == want
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param(Stat("a", float("nan")), id="nan-concurrency"),
+    pytest.param(Stat("a", request_count=float("inf")), id="inf-rps"),
+    pytest.param(Stat("a", 1.0, float("-inf")), id="inf-proxied"),
+])
+def test_non_finite_stat_is_refused_and_not_recorded(bad: Stat) -> None:
+    collection = _build({})
+    collection.record(T0, scraped(6.0))
+    with pytest.raises(ValueError, match="not finite"):
+        collection.record(T0, bad)
+    assert collection.observe(T0) == Observation(6.0, 6.0)
+    assert collection.stats().records == 1

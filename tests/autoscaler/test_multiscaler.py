@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from autoscaler.config import ScalingSpec
+from autoscaler.config import AutoscalerConfig, ScalingSpec, resolve_spec, resolve_windows
 from autoscaler.decider import Decision
 from autoscaler.multiscaler import Multiscaler
 from autoscaler.scraper import PodScraper, ReadyPod
@@ -308,11 +308,15 @@ async def stats_pods(stat: Stat, n: int) -> AsyncIterator[list[ReadyPod]]:
 @pytest.mark.integration
 async def test_real_scrapes_of_three_pods_at_21_give_nine_pods(clock) -> None:
     rec = Recorder()
+    config = AutoscalerConfig()
+    spec = resolve_spec(config, container_concurrency=10)      # target 7, total 10, TBC 211
+    assert (spec.target_value, spec.total_value) == (pytest.approx(7.0), 10.0)
+    _, panic_window_s = resolve_windows(config)
     load = Stat("pod", average_concurrent_requests=21.0, request_count=30.0, process_uptime=90.0)
     async with asyncio.timeout(20), stats_pods(load, 3) as ready, aiohttp.ClientSession() as http:
         scraper = NotifyingScraper(PodScraper(http))
         ms = Multiscaler(clock=clock, on_decision=rec, scraper=scraper)
-        ms.watch(KEY, SPEC, panic_window_s=6.0, pods=lambda: ready,
+        ms.watch(KEY, spec, panic_window_s=panic_window_s, pods=lambda: ready,
                  service_name="hello", configuration_name="hello")
         task = asyncio.create_task(ms.run())
         try:
@@ -327,3 +331,14 @@ async def test_real_scrapes_of_three_pods_at_21_give_nine_pods(clock) -> None:
     assert ms.stats().scrape_errors == 0 and scraper.count == 65
     snap = ms.snapshots()[0]
     assert (snap.stable_value, snap.panic_value, snap.ready_pods) == (63.0, 63.0, 3)
+
+
+def test_non_finite_pushed_stat_is_refused_and_ticks_go_on(clock) -> None:
+    rec = Recorder()
+    ms = Multiscaler(clock=clock, on_decision=rec)
+    ms.watch(KEY, SPEC, panic_window_s=6.0, pods=lambda: [])
+    with pytest.raises(ValueError, match="not finite"):
+        ms.ingest(KEY, activator(float("nan")), clock.now())
+    ms.ingest(KEY, activator(0.0), clock.now())
+    ms.tick()
+    assert rec.desired() == [0]

@@ -122,3 +122,21 @@ async def test_a_pushed_stat_pokes_the_multiscaler_from_zero(clock) -> None:
         await ws.send_bytes(encode_wire_stats([(A, Stat("activator-x", 1.0, 0.0, 1.0))]))
         assert await decisions.get() == 1                # no tick ran: the poke decided
         assert ms.stats().ticks == 0
+
+
+async def test_a_refused_stat_does_not_drop_the_rest_of_its_batch(clock) -> None:
+    got: list[RevisionKey] = []
+    arrived = asyncio.Event()
+
+    def ingest(key: RevisionKey, stat: Stat, now: float) -> None:
+        if stat.average_concurrent_requests != stat.average_concurrent_requests:  # NaN
+            raise ValueError("stat is not finite")
+        got.append(key)
+        arrived.set()
+
+    async with asyncio.timeout(10), serving(ingest, clock) as (server, url), \
+            aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await ws.send_bytes(encode_wire_stats([(A, Stat("x", float("nan"))), (B, STAT_B)]))
+        await arrived.wait()
+        assert got == [B]
+        assert (server.stats().ingest_errors, server.stats().stats_ingested) == (1, 1)
