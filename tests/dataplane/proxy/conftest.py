@@ -86,7 +86,10 @@ class Reader:
                         msg.complete = None  # ended by close (or cut: the test decides)
                         return msg
                     raise EOFError("connection closed before a complete message")
-                self.parser.feed_data(data)
+                try:
+                    self.parser.feed_data(data)
+                except httptools.HttpParserUpgrade:
+                    pass  # the upgrade request/101 itself is complete; the rest is a tunnel
                 if self.response and self.collector.current is not None:
                     msg = self.collector.current
                     if msg.head_done:
