@@ -167,13 +167,15 @@ class MetricsCollector(Collector):
             "kn_serving_invocation_duration_seconds",
             "The duration of requests served by the user container, after the breaker.",
             labels=otel_names + ["http_response_status_code"])
+        # prometheus_client would rename a counter to `..._total`; dashboards query the
+        # OpenCensus name, so these are exposed untyped under their exact legacy names.
         count = Metric("revision_request_count", "The number of requests that are routed to queue-proxy",
-                       "counter")
+                       "unknown")
         latencies = HistogramMetricFamily(
             "revision_request_latencies", "The response time in millisecond",
             labels=legacy_names + ["response_code", "response_code_class", "route_tag"])
         app_count = Metric("revision_app_request_count",
-                           "The number of requests that are routed to user-container", "counter")
+                           "The number of requests that are routed to user-container", "unknown")
         app_latencies = HistogramMetricFamily(
             "revision_app_request_latencies", "The response time in millisecond",
             labels=legacy_names + ["response_code", "response_code_class"])
