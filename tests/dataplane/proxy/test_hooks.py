@@ -1,0 +1,212 @@
+"""The hook interface as its two consumers use it: local answers, admission waits,
+header edits, retries, accounting exactly once, and graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+
+from dataplane.proxy import ErrorKind, Forward, LocalResponse, ProxyConfig, ServiceUnavailable
+from dataplane.proxy import headers as h
+
+from .conftest import Reader, RecordingHandler, Upstream, connect, ok_upstream, read_until_closed, running_proxy
+from .test_errors import refused_address
+
+GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+PROBE_OK = LocalResponse(200, b"queue")
+
+
+async def test_local_response_never_touches_the_upstream(closing):
+    serve, seen = ok_upstream()
+    async with Upstream(serve) as up:
+        fwd = Forward(up.address)
+        handler = RecordingHandler(lambda head: PROBE_OK if head.get(h.K_NETWORK_PROBE) else fwd)
+        async with running_proxy(handler) as proxy:
+            reader, writer = await connect(proxy.port)
+            closing.append(writer)
+            responses = Reader(reader, response=True)
+            writer.write(b"GET /any/path HTTP/1.1\r\nHost: a\r\nK-Network-Probe: queue\r\n\r\n" + GET)
+            probe, proxied = await responses.next(), await responses.next()
+            await handler.wait_finished(2)
+    assert (probe.status, bytes(probe.body), bytes(proxied.body)) == (200, b"queue", b"hello")
+    assert len(seen) == 1
+    assert [(o.status, o.local) for _, o in handler.finished] == [(200, True), (200, False)]
+
+
+async def test_queue_proxy_header_edits_and_forwarded_shim(closing):
+    serve, seen = ok_upstream()
+    async with Upstream(serve) as up:
+        fwd = Forward(up.address)
+
+        def begin(head):
+            host = head.pop(h.K_ORIGINAL_HOST)
+            if host is not None:
+                head.set(h.HOST, host)
+            head.remove(h.KNATIVE_SERVING_REVISION, h.KNATIVE_SERVING_NAMESPACE)
+            return fwd
+
+        async with running_proxy(RecordingHandler(begin), ProxyConfig(forwarded_shim=True)) as proxy:
+            reader, writer = await connect(proxy.port)
+            closing.append(writer)
+            writer.write(
+                b"GET / HTTP/1.1\r\nHost: rev.ns.svc\r\nK-Original-Host: hello.example.com\r\n"
+                b"Knative-Serving-Revision: r\r\nKnative-Serving-Namespace: n\r\n"
+                b"X-Forwarded-For: 1.2.3.4, ::1\r\nX-Forwarded-Proto: https\r\n\r\n"
+            )
+            assert (await Reader(reader, response=True).next()).status == 200
+    req = seen[0]
+    assert req.header(b"host") == b"hello.example.com"
+    assert not req.names() & {h.K_ORIGINAL_HOST, h.KNATIVE_SERVING_REVISION, h.KNATIVE_SERVING_NAMESPACE}
+    assert req.header(b"forwarded") == b'for=1.2.3.4;proto=https, for="[::1]"'
+    assert req.header(b"x-forwarded-for") == b"1.2.3.4, ::1, 127.0.0.1"
+    assert req.header(b"x-forwarded-proto") == b"https"
+
+
+async def test_admission_wait_then_forward_and_queue_full_503(closing):
+    serve, seen = ok_upstream()
+    gate = asyncio.Event()
+    async with Upstream(serve) as up:
+        fwd = Forward(up.address)
+
+        async def admit(head):
+            if head.target == b"/full":
+                raise ServiceUnavailable(b"pending request queue full")
+            await gate.wait()
+            return fwd
+
+        handler = RecordingHandler(admit)
+        async with running_proxy(handler) as proxy:
+            (r1, w1), (r2, w2) = await connect(proxy.port), await connect(proxy.port)
+            closing.extend([w1, w2])
+            w1.write(b"POST /wait HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody")
+            w2.write(b"GET /full HTTP/1.1\r\nHost: a\r\n\r\n")
+            full = await Reader(r2, response=True).next()
+            assert (full.status, bytes(full.body)) == (503, b"pending request queue full\n")
+            assert proxy.stats().busy == 1 and seen == []
+            gate.set()
+            resp = await Reader(r1, response=True).next()
+            await handler.wait_finished(2)
+    assert resp.status == 200 and bytes(seen[0].body) == b"body"
+    assert sorted((o.status, o.error) for _, o in handler.finished) == [(200, None), (503, ErrorKind.REJECTED)]
+
+
+async def test_timeout_counts_the_admission_wait_and_cancels_it(closing):
+    cancelled = asyncio.Event()
+
+    async def admit(head):
+        head.context = "waiting"
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    def begin(head):
+        head.timeout_s = 0.1
+        return admit(head)
+
+    handler = RecordingHandler(begin)
+    async with running_proxy(handler) as proxy:
+        reader, writer = await connect(proxy.port)
+        closing.append(writer)
+        writer.write(GET)
+        resp = await Reader(reader, response=True).next()
+        await handler.wait_finished(1)
+        async with asyncio.timeout(5):
+            await cancelled.wait()
+    assert (resp.status, bytes(resp.body)) == (504, b"request timeout\n")
+    head, outcome = handler.finished[0]
+    assert (outcome.error, head.context, len(handler.finished)) == (ErrorKind.TIMEOUT, "waiting", 1)
+
+
+async def test_retry_hook_moves_to_another_upstream_before_any_response_byte(closing):
+    serve, seen = ok_upstream()
+    tried = []
+    async with Upstream(serve) as good:
+        def retry(head, error):
+            tried.append((head.attempts, error))
+            return Forward(good.address)
+
+        first = Forward(refused_address(), retry=retry)
+        handler = RecordingHandler(lambda head: first)
+        async with running_proxy(handler) as proxy:
+            reader, writer = await connect(proxy.port)
+            closing.append(writer)
+            writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+            resp = await Reader(reader, response=True).next()
+            await handler.wait_finished(1)
+    assert resp.status == 200 and bytes(seen[0].body) == b"abc"
+    assert tried == [(1, ErrorKind.UPSTREAM_CONNECT)]
+    assert handler.finished[0][1].upstream == good.address
+
+
+async def test_retries_are_bounded_by_max_attempts(closing):
+    calls = []
+    dead = refused_address()
+
+    def retry(head, error):
+        calls.append(head.attempts)
+        return Forward(dead, retry=retry)
+
+    handler = RecordingHandler(lambda head: Forward(dead, retry=retry))
+    async with running_proxy(handler, ProxyConfig(max_attempts=3)) as proxy:
+        reader, writer = await connect(proxy.port)
+        closing.append(writer)
+        writer.write(GET)
+        resp = await Reader(reader, response=True).next()
+    assert resp.status == 502 and calls == [1, 2]
+
+
+async def test_shutdown_closes_idle_lets_busy_finish_and_stops_accepting(closing):
+    gate = asyncio.Event()
+
+    async def serve(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        await gate.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone")
+        await reader.read()
+
+    async with Upstream(serve) as up:
+        handler = RecordingHandler(lambda head: Forward(up.address))
+        async with running_proxy(handler) as proxy:
+            port = proxy.port
+            busy_reader, busy = await connect(port)
+            idle_reader, idle = await connect(port)
+            closing.extend([busy, idle])
+            busy.write(GET)
+            async with asyncio.timeout(5):
+                while not up.connections:
+                    await asyncio.sleep(0.01)
+            assert proxy.stats().busy == 1
+            shutdown = asyncio.ensure_future(proxy.shutdown(timeout_s=5.0))
+            assert await read_until_closed(idle_reader) == b""
+            gate.set()
+            raw = await read_until_closed(busy_reader)
+            assert await shutdown == 0
+            try:
+                await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1)
+                accepted = True
+            except OSError:
+                accepted = False
+    assert raw.startswith(b"HTTP/1.1 200 OK") and raw.endswith(b"done") and b"connection: close" in raw
+    assert not accepted
+
+
+async def test_shutdown_deadline_cuts_what_is_left(closing):
+    async def serve(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.Event().wait()
+
+    async with Upstream(serve) as up:
+        handler = RecordingHandler(lambda head: Forward(up.address))
+        async with running_proxy(handler) as proxy:
+            reader, writer = await connect(proxy.port)
+            closing.append(writer)
+            writer.write(GET)
+            async with asyncio.timeout(5):
+                while not up.connections:
+                    await asyncio.sleep(0.01)
+            assert await proxy.shutdown(timeout_s=0.1) == 1
+            raw = await read_until_closed(reader)
+            await handler.wait_finished(1)
+    assert raw.startswith(b"HTTP/1.1 503 ") and raw.endswith(b"shutting down\n")
+    assert handler.finished[0][1].error is ErrorKind.SHUTDOWN
