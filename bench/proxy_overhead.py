@@ -49,6 +49,7 @@ import http.client
 import importlib.util
 import json
 import os
+import re
 import select
 import shlex
 import shutil
@@ -256,7 +257,8 @@ def summarize_collapsed(text: str, top: int = 15) -> list[tuple[str, float, floa
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        frames = stack.split(";")
+        # "func (file.py:123)" -> "func (file.py)": rank functions, not lines.
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
         total += n
         own[frames[-1]] = own.get(frames[-1], 0) + n
         for frame in set(frames):  # a recursive frame counts once per sample
@@ -480,13 +482,18 @@ class Processes:
             raise RuntimeError(f"hey exited {proc.returncode}: {self.log_tail(proc.pid)}")
         return out.decode(errors="replace")
 
-    def start_py_spy(self, pid: int, duration_s: float, out: Path,
-                     cpus: set[int] | None) -> subprocess.Popen:
+    def start_py_spy(self, pid: int, duration_s: float, out: Path, cpus: set[int] | None,
+                     native: bool) -> subprocess.Popen:
         """Sample `pid` with py-spy for `duration_s`, collapsed stacks (`--format raw`) to `out`."""
         if shutil.which("py-spy") is None:
             raise RuntimeError("py-spy is missing: pip install py-spy")
+        # Without --native, time in C (uvloop, httptools, syscalls) is charged to the
+        # innermost Python frame: Runner.run for the loop itself, the callback for the
+        # parser. --native names the C frames but pauses the process for each sample, which
+        # skews toward syscalls and loses samples at 200 Hz; --nonblocking does not pause.
+        mode = ["--native"] if native else ["--nonblocking"]
         argv = ["py-spy", "record", "--pid", str(pid), "--duration", f"{max(int(duration_s) - 1, 1)}",
-                "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(out)]
+                "--rate", "200", "--format", "raw", *mode, "--output", str(out)]
         return self.spawn("py-spy", argv, cpus)
 
     def finish_py_spy(self, proc: subprocess.Popen, out: Path, timeout_s: float) -> None:
@@ -496,8 +503,10 @@ class Processes:
         if not out.exists():
             print(f"py-spy wrote nothing:\n{self.log_tail(proc.pid)}", file=sys.stderr)
             return
-        print(f"\npy-spy ({out}): function, % own samples, % inclusive")
-        for name, own, incl in summarize_collapsed(out.read_text()):
+        text = out.read_text()
+        samples = sum(int(line.rpartition(" ")[2]) for line in text.splitlines() if line)
+        print(f"\npy-spy, {samples} samples ({out}): % own, % inclusive, function")
+        for name, own, incl in summarize_collapsed(text):
             print(f"  {own:5.1f}%  {incl:5.1f}%  {name}")
         print(flush=True)
 
@@ -544,6 +553,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="where to write the results (default bench/out/)")
     p.add_argument("--py-spy", type=Path, metavar="FILE",
                    help="profile Surge during its first full-load run; collapsed stacks to FILE")
+    p.add_argument("--py-spy-native", action="store_true", help="py-spy --native (C frames too)")
     args = p.parse_args(argv)
     args.cc = [int(v) for v in args.cc.split(",") if v]
     args.modes = [m for m in args.modes.split(",") if m]
@@ -580,7 +590,7 @@ def _run_cell(procs: Processes, args, cc: int, urls: dict[str, str], pids: dict[
                 spy = None
                 if (args.py_spy and target == "surge" and mode == "full" and rnd == 1
                         and cc == args.cc[0]):
-                    spy = procs.start_py_spy(pid, args.duration, args.py_spy, load_cpus)
+                    spy = procs.start_py_spy(pid, args.duration, args.py_spy, load_cpus, args.py_spy_native)
                 argv = hey_argv(urls[target], mode, args.duration, args.concurrency, rate, hey_cpus)
                 out = procs.run_hey(argv, load_cpus, timeout_s=args.duration + 60)
                 res = parse_hey(out)
@@ -594,7 +604,8 @@ def _run_cell(procs: Processes, args, cc: int, urls: dict[str, str], pids: dict[
                        "responses": res.responses, "non_200": res.non_200,
                        "cpu_s_per_10k": per_10k(cpu, res.responses) if cpu is not None else None,
                        "upstream_cpu_s_per_10k": per_10k(up, res.responses),
-                       "peak_rss_kib": proc_peak_rss_kib(pid) if pid else None}
+                       "peak_rss_kib": proc_peak_rss_kib(pid) if pid else None,
+                       "profiled": spy is not None}
                 runs.append(run)
                 line = (f"cc={cc} {mode:>8} round {rnd} {target:>7}: {res.requests_per_s:9.0f} req/s"
                         f"  p50 {1000 * (res.p50_s or 0):.2f} ms  p99 {1000 * (res.p99_s or 0):.2f} ms")
