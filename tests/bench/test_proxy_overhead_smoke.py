@@ -177,10 +177,11 @@ def test_per_10k(cpu_s, requests, want):
     assert po.per_10k(cpu_s, requests) == want
 
 
-def test_collapsed_stacks_rank_functions_by_own_samples():
-    text = ("main (a.py:1);loop (b.py:2);parse (c.py:3) 60\n"
+def test_collapsed_stacks_rank_functions_by_own_samples_whatever_the_line():
+    text = ("main (a.py:1);loop (b.py:2);parse (c.py:3) 40\n"
+            "main (a.py:1);loop (b.py:2);parse (c.py:9) 20\n"
             "main (a.py:1);loop (b.py:2);write (d.py:4) 30\n"
-            "main (a.py:1);loop (b.py:2) 10\n")
-    assert po.summarize_collapsed(text, top=2) == [
-        ("parse (c.py:3)", 60.0, 60.0), ("write (d.py:4)", 30.0, 30.0)]
+            "main (a.py:1);loop (b.py:5) 10\n")
+    assert po.summarize_collapsed(text, top=3) == [
+        ("parse (c.py)", 60.0, 60.0), ("write (d.py)", 30.0, 30.0), ("loop (b.py)", 10.0, 100.0)]
     assert po.summarize_collapsed("", top=2) == []
