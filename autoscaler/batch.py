@@ -190,7 +190,8 @@ class WindowBatch:
                  "_local_of", "_free_rows", "_capacity")
 
     def __init__(self, granularity: float = 1.0, capacity: int = 1024) -> None:
-        window_span(granularity, granularity)   # validates granularity > 0
+        if not granularity > 0:
+            raise ValueError(f"granularity: {granularity!r} must be > 0 seconds")
         self._granularity = float(granularity)
         self._groups: list[_Group] = []
         self._group_ids: dict[tuple[float, str], int] = {}

@@ -115,6 +115,14 @@ def test_bad_record_calls_are_rejected(rows, values, error):
         store.record(rows, T0, values)
 
 
+@pytest.mark.parametrize(("granularity", "window_s"), [
+    pytest.param(0.0, 6, id="zero-granularity"), pytest.param(1.0, 0, id="zero-window"),
+])
+def test_bad_sizes_are_rejected(granularity, window_s):
+    with pytest.raises(ValueError, match="must be > 0"):
+        WindowBatch(granularity).add_revision("r", window_s)
+
+
 def test_stats_counts_groups():
     store = WindowBatch(capacity=2)
     for i in range(3):
