@@ -39,7 +39,7 @@ Theory of operation
 
 Worked example (defaults: grace 30 s, stable window 60 s, TBC 211, total 100): the decider
 says desired 0, EBC -111 with 1 ready pod; the PA has been Active since t = 100.
-  apply_decision(settings, ScaleInputs(desired=0, excess_burst_capacity=-111,
+  apply_decision(ScaleSettings(), ScaleInputs(desired=0, excess_burst_capacity=-111,
                  ready_pods=1), PAState(activity=Activity.ACTIVE, since=100.0), now=170.0)
   -> desired_scale 0 and replicas None (active 70 s >= 60 s: deactivate, patch nothing),
      PA Inactive/NoTraffic since 170, SKS Proxy, activators ceil((1*100 + 211)/100) = 4.
@@ -48,8 +48,10 @@ grace, proxying 1 s, so replicas None and recheck_at = 171 + 29 = 200. At t = 20
 PA has been inactive for the whole grace period: replicas 0.
 
 Deliberate differences from Knative: the Activating timeout is inclusive (>=) so that
-re-checking at the returned `recheck_at` always makes progress; Knative's PA also waits
-for the SKS's private service name before anything else, which Surge has no notion of.
+re-checking at the returned `recheck_at` always makes progress; an Inactive PA waiting
+out the grace period is re-checked when either the inactivity or the proxying test can
+first pass (Knative waits for the proxying one); Knative's PA also waits for the SKS's
+private service name before anything else, which Surge has no notion of.
 The shell must run `apply_decision` again when the returned PA state or SKS mode differs
 from what it passed in (Knative re-reconciles on those status changes), and at
 `recheck_at`.
