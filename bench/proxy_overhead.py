@@ -357,13 +357,16 @@ class Processes:
 
     def __enter__(self) -> Processes:
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        self._old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        # Both signals unwind through __exit__, even where SIGINT was inherited as ignored
+        # (a background job of a script): the children die with the bench either way.
+        self._old = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def __exit__(self, *exc: object) -> None:
         for pid in reversed(list(self._procs)):
             self.stop(pid)
-        signal.signal(signal.SIGTERM, self._old_term)
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
     def spawn(self, name: str, argv: list[str], cpus: set[int] | None,
               env: dict[str, str] | None = None, stdout: int | None = None) -> subprocess.Popen:
@@ -416,8 +419,8 @@ class Processes:
         return proc.pid, int(line.rsplit(":", 1)[1])
 
     def start_proxies(self, cc: int, targets: Sequence[str], upstream_port: int, surge_cmd: str,
-                      surge_env: dict[str, str], cpus: set[int] | None,
-                      out_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
+                      surge_env: dict[str, str],
+                      cpus: set[int] | None) -> tuple[dict[str, str], dict[str, int]]:
         """Start Surge and HAProxy for one containerConcurrency; (urls, pids) once both answer 200."""
         host = "127.0.0.1"
         urls = {"direct": f"http://{host}:{upstream_port}/"}
@@ -604,6 +607,7 @@ def _run_cell(procs: Processes, args, cc: int, urls: dict[str, str], pids: dict[
                        "responses": res.responses, "non_200": res.non_200,
                        "cpu_s_per_10k": per_10k(cpu, res.responses) if cpu is not None else None,
                        "upstream_cpu_s_per_10k": per_10k(up, res.responses),
+                       # VmHWM is the peak since the proxy started: it serves every round of a cc.
                        "peak_rss_kib": proc_peak_rss_kib(pid) if pid else None,
                        "profiled": spy is not None}
                 runs.append(run)
@@ -633,7 +637,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "loadavg_before": _loadavg(),
             "surge_cmd": surge_cmd, "surge_env": surge_env, "proxy_cpus": sorted(proxy_cpus or []),
             "load_cpus": sorted(load_cpus or []), "duration_s": args.duration,
-            "rounds": args.rounds, "cpu_count": os.cpu_count(), "argv": sys.argv}
+            "rounds": args.rounds, "cpu_count": os.cpu_count(), "argv": sys.argv,
+            "haproxy_version": _first_line(["haproxy", "-v"])}
     runs: list[dict] = []
     problems: list[str] = []
     status = 0
@@ -642,11 +647,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             upstream_pid, upstream_port = procs.start_upstream(HERE / "upstream.py", load_cpus)
             for cc in args.cc:
                 urls, pids = procs.start_proxies(cc, args.targets, upstream_port, surge_cmd,
-                                                 surge_env, proxy_cpus, out.parent)
+                                                 surge_env, proxy_cpus)
                 for target in args.targets:
-                    if target != "direct" and args.warmup > 0:
-                        procs.run_hey(hey_argv(urls[target], "full", args.warmup, args.concurrency,
-                                               0, None), load_cpus, timeout_s=args.warmup + 60)
+                    if target != "direct" and args.warmup > 0:  # fill pools, warm caches
+                        warm = hey_argv(urls[target], "full", args.warmup, args.concurrency, 0,
+                                        len(load_cpus) if load_cpus else None)
+                        procs.run_hey(warm, load_cpus, timeout_s=args.warmup + 60)
                 _run_cell(procs, args, cc, urls, pids, upstream_pid, load_cpus, runs, problems)
                 procs.stop_proxies()
         except (RuntimeError, TimeoutError, ValueError, OSError) as exc:
@@ -656,6 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted; stopping every process", file=sys.stderr)
             status = 130
+    status = status or (1 if problems else 0)  # a non-200 or an error is worth a failing exit
     meta["loadavg_after"] = _loadavg()
     rows = summarize(runs)
     print("\n" + format_table(rows))
@@ -669,6 +676,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _loadavg() -> str:
     return Path("/proc/loadavg").read_text().strip()
+
+
+def _first_line(argv: list[str]) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    return (done.stdout or done.stderr).strip().splitlines()[0] if done.stdout or done.stderr else ""
 
 
 if __name__ == "__main__":
