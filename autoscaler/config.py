@@ -12,14 +12,14 @@ Three jobs, all pure (no I/O, no clock):
    `<message>: <key>[, <key>]`; the message carries the value and the rule, e.g.
    `expected 1 <= 0 <= 100: autoscaling.knative.dev/target-utilization-percentage`.
    Where Knative's message names no rule, we add it after "; ", e.g.
-   `invalid value: -11; expected >= 0, or -1 for unlimited: ...target-burst-capacity`.
+   `invalid value: -11; expected a number >= 0, or -1 for unlimited: <key>`.
 3. `resolve_spec`, `resolve_windows`, `resolve_scale_bounds`, ... turn config +
    annotations + containerConcurrency into what the decider and the windows need.
    Precedence (annotation > ConfigMap > default) lives here and nowhere else. At
    runtime an annotation that fails to parse counts as absent, like Knative's
    pa_lifecycle.go: admission (validate_annotations) is where bad values are refused.
 
-Worked example (default TU 70%, CC 10, annotations `target: 50`, `window: 90s`):
+Worked example (TU 80% from the ConfigMap, CC 10, annotations `target: 50`, `window: 90s`):
 
 >>> cfg = AutoscalerConfig.from_configmap({"container-concurrency-target-percentage": "80"})
 >>> cfg.container_concurrency_target_fraction
@@ -41,27 +41,20 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import yaml
 
-from autoscaler.durations import (
-    NANOS_PER_SECOND,
-    format_duration,
-    parse_bool,
-    parse_duration_ns,
-    parse_float,
-    parse_int,
-)
+from autoscaler.durations import NANOS_PER_SECOND, format_duration, parse_bool, parse_duration_ns
+from autoscaler.durations import parse_float, parse_int
 
 logger = logging.getLogger(__name__)
 
 KPA_CLASS = "kpa.autoscaling.knative.dev"
 HPA_CLASS = "hpa.autoscaling.knative.dev"
 CONFIG_NAME = "config-autoscaler"
-CONFIG_NAMESPACE = "knative-serving"
 TARGET_MIN = 0.01  # Knative's TargetMin: small CC x small TU may go below 1
 WINDOW_MIN_S = 6.0  # three 2 s ticks; shorter windows miss data points
 WINDOW_MAX_S = 3600.0
@@ -150,7 +143,7 @@ class ConfigProblem:
 class ConfigError(ValueError):
     """A rejected config-autoscaler: `.keys` (offending key first), `.reason`, `.problems`."""
 
-    def __init__(self, problems: list[ConfigProblem]) -> None:
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
         self.problems = tuple(problems)
         self.keys = list(dict.fromkeys(k for p in self.problems for k in p.keys))
         self.reason = "\n".join(str(p) for p in self.problems)
@@ -165,7 +158,9 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "allow-zero-initial-scale": ("allow_zero_initial_scale", parse_bool),
     "max-scale-up-rate": ("max_scale_up_rate", parse_float),
     "max-scale-down-rate": ("max_scale_down_rate", parse_float),
-    "container-concurrency-target-percentage": ("container_concurrency_target_fraction", parse_float),
+    # The percentage is stored as a fraction once parsed (see _parse_data).
+    "container-concurrency-target-percentage": (
+        "container_concurrency_target_fraction", parse_float),
     "container-concurrency-target-default": ("container_concurrency_target_default", parse_float),
     "requests-per-second-target-default": ("requests_per_second_target_default", parse_float),
     "target-burst-capacity": ("target_burst_capacity", parse_float),
@@ -197,10 +192,12 @@ def parse_autoscaler_config(source: str | bytes | Mapping[str, Any]) -> Autoscal
             source = yaml.safe_load(source)
         except yaml.YAMLError as exc:
             reason = " ".join(str(exc).split())
-            raise ConfigError([ConfigProblem((CONFIG_NAME,), "<yaml>", f"is not valid YAML: {reason}")]) from None
+            problem = ConfigProblem((CONFIG_NAME,), "<yaml>", f"is not valid YAML: {reason}")
+            raise ConfigError([problem]) from None
         source = {} if source is None else source
     if not isinstance(source, Mapping):
-        raise ConfigError([ConfigProblem((CONFIG_NAME,), repr(source), "must be a ConfigMap or a mapping")])
+        problem = ConfigProblem((CONFIG_NAME,), repr(source), "must be a ConfigMap or a mapping")
+        raise ConfigError([problem])
     return _parse_data(_data_of(source))
 
 
@@ -219,7 +216,7 @@ def _data_of(doc: Mapping[str, Any]) -> Mapping[str, Any]:
         problems.append(ConfigProblem(("metadata.name",), repr(name), f"must be {CONFIG_NAME}"))
     data = doc.get("data") or {}
     if not isinstance(data, Mapping):
-        problems.append(ConfigProblem(("data",), repr(data), "must be a mapping of keys to strings"))
+        problems.append(ConfigProblem(("data",), repr(data), "must be a mapping of strings"))
     if problems:
         raise ConfigError(problems)
     return data
@@ -229,7 +226,8 @@ def _parse_data(data: Mapping[str, Any]) -> AutoscalerConfig:
     """Parse every known key, then check every rule; raise with all problems found."""
     ignored = sorted(str(k) for k in data if k not in _KEYS)
     if ignored:
-        logger.warning("%s: ignoring keys that are not settings: %s", CONFIG_NAME, ", ".join(ignored))
+        logger.warning("%s: ignoring keys that are not settings: %s",
+                       CONFIG_NAME, ", ".join(ignored))
     defaults = AutoscalerConfig()
     values = {f.name: getattr(defaults, f.name) for f in fields(AutoscalerConfig)}
     for name in _DURATION_FIELDS:
@@ -240,7 +238,7 @@ def _parse_data(data: Mapping[str, Any]) -> AutoscalerConfig:
             continue
         text = data[key]
         if not isinstance(text, str):
-            problems.append(ConfigProblem((key,), repr(text), "must be a string (quote it in YAML)"))
+            problems.append(ConfigProblem((key,), repr(text), "must be a string (quote it)"))
             continue
         try:
             values[name] = parse(text)
@@ -287,8 +285,8 @@ def _check(v: dict[str, Any], data: Mapping[str, Any], broken: set[str]) -> list
          product >= TARGET_MIN,
          f"times container-concurrency-target-percentage ({frac:g} as a fraction) gives a per-pod "
          f"target of {product:g}, must be >= {TARGET_MIN}")
-    rule(("requests-per-second-target-default",), v["requests_per_second_target_default"] >= TARGET_MIN,
-         f"must be >= {TARGET_MIN}")
+    rps = v["requests_per_second_target_default"]
+    rule(("requests-per-second-target-default",), rps >= TARGET_MIN, f"must be >= {TARGET_MIN}")
     rule(("activator-capacity",), v["activator_capacity"] >= 1, "must be >= 1")
     rule(("max-scale-up-rate",), v["max_scale_up_rate"] > 1, "must be > 1.0")
     rule(("max-scale-down-rate",), v["max_scale_down_rate"] > 1, "must be > 1.0")
@@ -300,7 +298,8 @@ def _check(v: dict[str, Any], data: Mapping[str, Any], broken: set[str]) -> list
          "must be between 1 and 100")
     initial = v["initial_scale"]
     rule(("initial-scale",), initial >= 0, "must be >= 0")
-    rule(("initial-scale", "allow-zero-initial-scale"), initial != 0 or v["allow_zero_initial_scale"],
+    rule(("initial-scale", "allow-zero-initial-scale"),
+         initial != 0 or v["allow_zero_initial_scale"],
          "must be >= 1 unless allow-zero-initial-scale is true")
     rule(("min-scale",), v["min_scale"] >= 0, "must be >= 0")
     if limit > 0:
@@ -342,7 +341,8 @@ PANIC_WINDOW_PERCENTAGE_ANNOTATION = ANNOTATION_PREFIX + "panic-window-percentag
 PANIC_THRESHOLD_PERCENTAGE_ANNOTATION = ANNOTATION_PREFIX + "panic-threshold-percentage"
 TARGET_BURST_CAPACITY_ANNOTATION = ANNOTATION_PREFIX + "target-burst-capacity"
 SCALE_DOWN_DELAY_ANNOTATION = ANNOTATION_PREFIX + "scale-down-delay"
-SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION = ANNOTATION_PREFIX + "scale-to-zero-pod-retention-period"
+SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION = (
+    ANNOTATION_PREFIX + "scale-to-zero-pod-retention-period")
 METRIC_AGGREGATION_ALGORITHM_ANNOTATION = ANNOTATION_PREFIX + "metric-aggregation-algorithm"
 
 # Legacy camelCase spellings still read; the kebab-case key wins when both are present
@@ -356,7 +356,8 @@ LEGACY_ANNOTATIONS: dict[str, str] = {
     PANIC_THRESHOLD_PERCENTAGE_ANNOTATION: ANNOTATION_PREFIX + "panicThresholdPercentage",
     TARGET_BURST_CAPACITY_ANNOTATION: ANNOTATION_PREFIX + "targetBurstCapacity",
     SCALE_DOWN_DELAY_ANNOTATION: ANNOTATION_PREFIX + "scaleDownDelay",
-    SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION: ANNOTATION_PREFIX + "scaleToZeroPodRetentionPeriod",
+    SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION:
+        ANNOTATION_PREFIX + "scaleToZeroPodRetentionPeriod",
     METRIC_AGGREGATION_ALGORITHM_ANNOTATION: ANNOTATION_PREFIX + "metricAggregationAlgorithm",
 }
 LINEAR = "linear"
@@ -364,6 +365,7 @@ WEIGHTED_EXPONENTIAL = "weighted-exponential"
 _ALGORITHMS = frozenset({LINEAR, WEIGHTED_EXPONENTIAL, "weightedExponential"})
 _INT32_MAX = (1 << 31) - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+Annotations = Mapping[str, str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,116 +391,120 @@ def _invalid(value: str, rule: str) -> str:
     return f"invalid value: {value}; {rule}"
 
 
-def validate_annotations(annotations: Mapping[str, str] | None, config: AutoscalerConfig) -> list[FieldError]:
+class _Errors(list):
+    """The FieldErrors found so far."""
+
+    def add(self, found: tuple[str, str], message: str) -> None:
+        self.append(FieldError(message, [found[0]]))
+
+
+def validate_annotations(annotations: Annotations, config: AutoscalerConfig) -> list[FieldError]:
     """Every problem with the autoscaling annotations, in Knative's order; [] if valid."""
     anns = annotations or {}
-    errs: list[FieldError] = []
+    errs = _Errors()
     cls = _get(anns, CLASS_ANNOTATION)
     if cls and cls[1].endswith(".knative.dev") and cls[1] not in (KPA_CLASS, HPA_CLASS):
-        errs.append(FieldError(_invalid(cls[1], f"a *.knative.dev class must be {KPA_CLASS} or {HPA_CLASS}"),
-                               [cls[0]]))
+        errs.add(cls, _invalid(cls[1], f"a *.knative.dev class must be {KPA_CLASS} or {HPA_CLASS}"))
     _validate_scale_bounds(anns, config, errs)
     _check_float(anns, PANIC_WINDOW_PERCENTAGE_ANNOTATION, 1.0, 100.0, errs)
     _check_float(anns, PANIC_THRESHOLD_PERCENTAGE_ANNOTATION, 110.0, 1000.0, errs)
     if found := _get(anns, TARGET_ANNOTATION):
         value = _parsed(found[1], parse_float)
         if value is None:
-            errs.append(FieldError(_invalid(found[1], "expected a number"), [found[0]]))
+            errs.add(found, _invalid(found[1], "expected a number"))
         elif value < TARGET_MIN:
-            errs.append(FieldError(f"target {found[1]} should be at least {TARGET_MIN}", [found[0]]))
+            errs.add(found, f"target {found[1]} should be at least {TARGET_MIN}")
     _check_float(anns, TARGET_UTILIZATION_PERCENTAGE_ANNOTATION, 1.0, 100.0, errs)
     if found := _get(anns, TARGET_BURST_CAPACITY_ANNOTATION):
         value = _parsed(found[1], parse_float)
         if value is None or (value < 0 and value != -1):
-            errs.append(FieldError(_invalid(found[1], "expected a number >= 0, or -1 for unlimited"), [found[0]]))
+            errs.add(found, _invalid(found[1], "expected a number >= 0, or -1 for unlimited"))
     _check_duration(anns, WINDOW_ANNOTATION, WINDOW_MIN_S, errs, whole=True)
     _check_duration(anns, SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION, 0.0, errs, whole=False)
     _check_duration(anns, SCALE_DOWN_DELAY_ANNOTATION, 0.0, errs, whole=True)
     if found := _get(anns, METRIC_ANNOTATION):
-        metric = found[1]
         cls_name = cls[1] if cls else config.pod_autoscaler_class
-        if cls_name == KPA_CLASS and metric not in ("concurrency", "rps"):
-            errs.append(FieldError(_invalid(metric, "the kpa class scales on concurrency or rps"), [found[0]]))
-        elif cls_name == HPA_CLASS and not metric:
-            errs.append(FieldError(_invalid(metric, "the hpa class needs a metric (cpu, memory, ...)"),
-                                   [found[0]]))
+        if cls_name == KPA_CLASS and found[1] not in ("concurrency", "rps"):
+            errs.add(found, _invalid(found[1], "the kpa class scales on concurrency or rps"))
+        elif cls_name == HPA_CLASS and not found[1]:
+            errs.add(found, _invalid(found[1], "the hpa class needs a metric (cpu, memory, ...)"))
     # Other autoscaler classes may define their own algorithms: only an explicit KPA
     # class annotation makes this one checkable.
-    algorithm = _get(anns, METRIC_AGGREGATION_ALGORITHM_ANNOTATION)
-    if cls and cls[1] == KPA_CLASS and algorithm and algorithm[1] and algorithm[1] not in _ALGORITHMS:
-        errs.append(FieldError(_invalid(algorithm[1], f"expected {LINEAR} or {WEIGHTED_EXPONENTIAL}"),
-                               [algorithm[0]]))
+    found = _get(anns, METRIC_AGGREGATION_ALGORITHM_ANNOTATION)
+    if cls and cls[1] == KPA_CLASS and found and found[1] and found[1] not in _ALGORITHMS:
+        errs.add(found, _invalid(found[1], f"expected {LINEAR} or {WEIGHTED_EXPONENTIAL}"))
     if found := _get(anns, INITIAL_SCALE_ANNOTATION):
-        value = _parsed(found[1], lambda s: parse_int(s, 64))
+        value = _parsed(found[1], lambda s: parse_int(s, 64))  # Knative uses Atoi here
         if value is None:
-            errs.append(FieldError(_invalid(found[1], "expected an integer"), [found[0]]))
+            errs.add(found, _invalid(found[1], "expected an integer"))
         elif value < 0:
-            errs.append(FieldError(_invalid(found[1], "expected >= 0"), [found[0]]))
+            errs.add(found, _invalid(found[1], "expected >= 0"))
         elif value == 0 and not config.allow_zero_initial_scale:
-            errs.append(FieldError(_invalid(found[1], "initial-scale=0 not allowed by cluster "
-                                            "(allow-zero-initial-scale is false)"), [found[0]]))
-    return errs
+            errs.add(found, _invalid(found[1], "initial-scale=0 not allowed by cluster "
+                                     "(allow-zero-initial-scale is false)"))
+    return list(errs)
 
 
-def _validate_scale_bounds(anns: Mapping[str, str], config: AutoscalerConfig, errs: list[FieldError]) -> None:
+def _validate_scale_bounds(anns: Mapping[str, str], config: AutoscalerConfig,
+                           errs: _Errors) -> None:
     """min/max-scale >= 0 and ordered, max-scale within max-scale-limit, activation-scale."""
 
-    def int_ge0(key: str) -> tuple[str | None, int, bool]:
+    def int_ge0(key: str) -> tuple[tuple[str, str] | None, int, bool]:
         found = _get(anns, key)
         if found is None:
             return None, 0, True
-        spelling, text = found
-        value = _parsed(text, parse_int)
+        value = _parsed(found[1], parse_int)
         if value is not None and value >= 0:
-            return spelling, value, True
-        if value is None and not _INTEGER.fullmatch(text):
-            errs.append(FieldError(_invalid(text, "expected an integer"), [spelling]))
+            return found, value, True
+        if value is None and not _INTEGER.fullmatch(found[1]):
+            errs.add(found, _invalid(found[1], "expected an integer"))
         else:
-            errs.append(FieldError(f"expected 0 <= {text} <= {_INT32_MAX}", [spelling]))
-        return spelling, 0, False  # a bad bound reads as 0 below, as in Knative
+            errs.add(found, f"expected 0 <= {found[1]} <= {_INT32_MAX}")
+        return found, 0, False  # a bad bound reads as 0 below, as in Knative
 
-    min_key, lo, _ = int_ge0(MIN_SCALE_ANNOTATION)
-    max_key, hi, hi_ok = int_ge0(MAX_SCALE_ANNOTATION)
+    min_found, lo, _ = int_ge0(MIN_SCALE_ANNOTATION)
+    max_found, hi, hi_ok = int_ge0(MAX_SCALE_ANNOTATION)
     if hi != 0 and hi < lo:
-        errs.append(FieldError(f"max-scale={hi} is less than min-scale={lo}", [max_key, min_key]))
+        message = f"max-scale={hi} is less than min-scale={lo}"
+        errs.append(FieldError(message, [max_found[0], min_found[0]]))
     limit = config.max_scale_limit
     # Knative also flags an unparsable max-scale as "0 (unlimited)"; one error is enough.
-    if max_key is not None and hi_ok and limit > 0:
+    if max_found is not None and hi_ok and limit > 0:
         if hi > limit:
-            errs.append(FieldError(f"expected 1 <= {hi} <= {limit}", [max_key]))
+            errs.add(max_found, f"expected 1 <= {hi} <= {limit}")
         if hi == 0:
-            errs.append(FieldError(f"max-scale=0 (unlimited), must be less than {limit}", [max_key]))
+            errs.add(max_found, f"max-scale=0 (unlimited), must be less than {limit}")
     if found := _get(anns, ACTIVATION_SCALE_ANNOTATION):
         value = _parsed(found[1], parse_int)
         if value is None:
-            errs.append(FieldError(_invalid(found[1], "expected an integer"), [found[0]]))
+            errs.add(found, _invalid(found[1], "expected an integer"))
         elif lo > value:
-            errs.append(FieldError(f"min-scale={lo} is greater than activation-scale={value}", [found[0]]))
+            errs.add(found, f"min-scale={lo} is greater than activation-scale={value}")
         elif hi != 0 and hi < value:
-            errs.append(FieldError(f"max-scale={hi} is less than activation-scale={value}", [found[0]]))
+            errs.add(found, f"max-scale={hi} is less than activation-scale={value}")
         elif value < 2:
-            errs.append(FieldError(f"activation-scale={value} must be greater than 1", [found[0]]))
+            errs.add(found, f"activation-scale={value} must be greater than 1")
 
 
-def _check_float(anns: Mapping[str, str], key: str, lo: float, hi: float, errs: list[FieldError]) -> None:
+def _check_float(anns: Mapping[str, str], key: str, lo: float, hi: float, errs: _Errors) -> None:
     if found := _get(anns, key):
         value = _parsed(found[1], parse_float)
         if value is None:
-            errs.append(FieldError(_invalid(found[1], "expected a number"), [found[0]]))
+            errs.add(found, _invalid(found[1], "expected a number"))
         elif not lo <= value <= hi:
-            errs.append(FieldError(f"expected {lo:g} <= {found[1]} <= {hi:g}", [found[0]]))
+            errs.add(found, f"expected {lo:g} <= {found[1]} <= {hi:g}")
 
 
-def _check_duration(anns: Mapping[str, str], key: str, lo_s: float, errs: list[FieldError], *, whole: bool) -> None:
+def _check_duration(anns: Mapping[str, str], key: str, lo_s: float, errs: _Errors, *,
+                    whole: bool) -> None:
     if found := _get(anns, key):
         ns = _parsed(found[1], parse_duration_ns)
         if ns is None:
-            errs.append(FieldError(_invalid(found[1], "expected a duration like 60s"), [found[0]]))
+            errs.add(found, _invalid(found[1], "expected a duration like 60s"))
         elif not lo_s * _S <= ns <= WINDOW_MAX_S * _S:
-            errs.append(FieldError(f"expected {_go(lo_s)} <= {found[1]} <= {_go(WINDOW_MAX_S)}", [found[0]]))
+            errs.add(found, f"expected {_go(lo_s)} <= {found[1]} <= {_go(WINDOW_MAX_S)}")
         elif whole and ns % _S:
-            errs.append(FieldError(f"must be specified with at most second precision; got {found[1]}",
-                                   [found[0]]))
+            errs.add(found, f"must be specified with at most second precision; got {found[1]}")
 
 
 def _parsed(text: str, parse: Callable[[str], Any]) -> Any:
@@ -512,19 +518,19 @@ def _parsed(text: str, parse: Callable[[str], Any]) -> Any:
 # ---------------------------------------------------------------- resolution
 
 
-def _annotation(annotations: Mapping[str, str] | None, key: str, parse: Callable[[str], Any]) -> Any:
+def _annotation(annotations: Annotations, key: str, parse: Callable[[str], Any]) -> Any:
     """A parsed annotation, or None when absent or unparsable (Knative's pa_lifecycle)."""
     found = _get(annotations or {}, key)
     return None if found is None else _parsed(found[1], parse)
 
 
-def resolve_class(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None) -> str:
+def resolve_class(config: AutoscalerConfig, annotations: Annotations = None) -> str:
     """The autoscaler class: the annotation, else the ConfigMap's, else KPA."""
     found = _get(annotations or {}, CLASS_ANNOTATION)
     return found[1] if found else (config.pod_autoscaler_class or KPA_CLASS)
 
 
-def resolve_metric(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None) -> str:
+def resolve_metric(config: AutoscalerConfig, annotations: Annotations = None) -> str:
     """The scaling metric: the annotation, else cpu for HPA and concurrency otherwise."""
     found = _get(annotations or {}, METRIC_ANNOTATION)
     if found and found[1]:
@@ -532,7 +538,7 @@ def resolve_metric(config: AutoscalerConfig, annotations: Mapping[str, str] | No
     return "cpu" if resolve_class(config, annotations) == HPA_CLASS else "concurrency"
 
 
-def resolve_spec(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None, *,
+def resolve_spec(config: AutoscalerConfig, annotations: Annotations = None, *,
                  container_concurrency: int = 0, reachable: bool = True) -> ScalingSpec:
     """The decider's spec for one revision; never raises on bad annotations."""
     # total is the most a pod may take; target = total x TU is what the KPA aims for.
@@ -542,7 +548,8 @@ def resolve_spec(config: AutoscalerConfig, annotations: Mapping[str, str] | None
     # aim above the hard limit) and is still multiplied by TU: target 10 -> 7 per pod.
     metric = resolve_metric(config, annotations)
     if metric == "rps":
-        total, tu = config.requests_per_second_target_default, config.rps_target_utilization_fraction
+        total = config.requests_per_second_target_default
+        tu = config.rps_target_utilization_fraction
     else:
         total = float(container_concurrency) or config.container_concurrency_target_default
         tu = config.container_concurrency_target_fraction
@@ -550,9 +557,12 @@ def resolve_spec(config: AutoscalerConfig, annotations: Mapping[str, str] | None
         total = target
         if metric == "concurrency" and container_concurrency != 0:
             total = min(target, float(container_concurrency))
-    if (tu_pct := _annotation(annotations, TARGET_UTILIZATION_PERCENTAGE_ANNOTATION, parse_float)) is not None:
+    tu_pct = _annotation(annotations, TARGET_UTILIZATION_PERCENTAGE_ANNOTATION, parse_float)
+    if tu_pct is not None:
         tu = tu_pct / 100.0
     threshold = _annotation(annotations, PANIC_THRESHOLD_PERCENTAGE_ANNOTATION, parse_float)
+    if threshold is None:
+        threshold = config.panic_threshold_percentage
     tbc = _annotation(annotations, TARGET_BURST_CAPACITY_ANNOTATION, parse_float)
     delay_ns = _annotation(annotations, SCALE_DOWN_DELAY_ANNOTATION, parse_duration_ns)
     activation = _annotation(annotations, ACTIVATION_SCALE_ANNOTATION, parse_int)
@@ -561,7 +571,7 @@ def resolve_spec(config: AutoscalerConfig, annotations: Mapping[str, str] | None
         target_value=max(TARGET_MIN, total * tu),
         total_value=total,
         target_burst_capacity=config.target_burst_capacity if tbc is None else tbc,
-        panic_threshold=(config.panic_threshold_percentage if threshold is None else threshold) / 100.0,
+        panic_threshold=threshold / 100.0,
         max_scale_up_rate=config.max_scale_up_rate,
         max_scale_down_rate=config.max_scale_down_rate,
         stable_window=resolve_windows(config, annotations)[0],
@@ -574,7 +584,7 @@ def resolve_spec(config: AutoscalerConfig, annotations: Mapping[str, str] | None
     )
 
 
-def resolve_initial_scale(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None) -> int:
+def resolve_initial_scale(config: AutoscalerConfig, annotations: Annotations = None) -> int:
     """The annotation's initial scale, unless absent, or 0 while the cluster forbids 0."""
     value = _annotation(annotations, INITIAL_SCALE_ANNOTATION, parse_int)
     if value is None or (value == 0 and not config.allow_zero_initial_scale):
@@ -582,7 +592,8 @@ def resolve_initial_scale(config: AutoscalerConfig, annotations: Mapping[str, st
     return value
 
 
-def resolve_windows(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None) -> tuple[float, float]:
+def resolve_windows(config: AutoscalerConfig,
+                    annotations: Annotations = None) -> tuple[float, float]:
     """(stable, panic) window seconds; panic = max(1 s, stable x panic% rounded to 1 s)."""
     # Worked in integer nanoseconds as Go does: 60 s x 51% = 30.6 s -> 31 s;
     # 10 s x 10% = 1 s; 7 s x 10% = 0.7 s -> 1 s (never below one 1 s bucket).
@@ -598,7 +609,7 @@ def resolve_windows(config: AutoscalerConfig, annotations: Mapping[str, str] | N
     return stable_ns / _S, max(panic_ns, round(BUCKET_SIZE_S * _S)) / _S
 
 
-def resolve_scale_bounds(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None, *,
+def resolve_scale_bounds(config: AutoscalerConfig, annotations: Annotations = None, *,
                          reachable: bool = True) -> tuple[int, int]:
     """(min, max) pods; min is 0 for an unreachable revision, max 0 means unbounded."""
     lo = 0
@@ -609,7 +620,7 @@ def resolve_scale_bounds(config: AutoscalerConfig, annotations: Mapping[str, str
     return lo, config.max_scale if hi is None else hi
 
 
-def resolve_scale_to_zero_pod_retention(config: AutoscalerConfig, annotations: Mapping[str, str] | None = None,
+def resolve_scale_to_zero_pod_retention(config: AutoscalerConfig, annotations: Annotations = None,
                                         *, reachable: bool = True) -> float:
     """Seconds the last pod outlives the decision to scale to zero; 0 when unreachable."""
     if not reachable:
@@ -618,8 +629,8 @@ def resolve_scale_to_zero_pod_retention(config: AutoscalerConfig, annotations: M
     return config.scale_to_zero_pod_retention_period if ns is None else ns / _S
 
 
-def resolve_aggregation_algorithm(annotations: Mapping[str, str] | None = None) -> str:
-    """"weighted-exponential" if the annotation asks for it (either spelling), else "linear"."""
+def resolve_aggregation_algorithm(annotations: Annotations = None) -> str:
+    """The window aggregation: weighted-exponential if the annotation asks, else linear."""
     found = _get(annotations or {}, METRIC_AGGREGATION_ALGORITHM_ANNOTATION)
     if found and found[1] in (WEIGHTED_EXPONENTIAL, "weightedExponential"):
         return WEIGHTED_EXPONENTIAL

@@ -231,7 +231,7 @@ INVALID = [
                  "max-scale-limit: '-9' must be >= 0 (0 means no limit)", id="limit-negative"),
     pytest.param({"min-scale": "4", "max-scale": "3"}, ["min-scale", "max-scale"],
                  "min-scale: '4' must be <= max-scale (3) when max-scale > 0", id="min-above-max"),
-    pytest.param({"min-scale": 1}, ["min-scale"], "min-scale: 1 must be a string (quote it in YAML)",
+    pytest.param({"min-scale": 1}, ["min-scale"], "min-scale: 1 must be a string (quote it)",
                  id="value-not-a-string"),
 ]
 
@@ -322,9 +322,9 @@ BAD_MANIFESTS = [
     pytest.param("apiVersion: apps/v1\nkind: ConfigMap\nmetadata: {name: config-autoscaler}\n", ["apiVersion"],
                  "apiVersion: 'apps/v1' must be v1", id="wrong-api-version"),
     pytest.param("kind: ConfigMap\nmetadata: {name: config-autoscaler}\ndata: [1]\n", ["data"],
-                 "data: [1] must be a mapping of keys to strings", id="data-not-a-mapping"),
+                 "data: [1] must be a mapping of strings", id="data-not-a-mapping"),
     pytest.param("kind: ConfigMap\nmetadata: {name: config-autoscaler}\ndata: {min-scale: 1}\n", ["min-scale"],
-                 "min-scale: 1 must be a string (quote it in YAML)", id="unquoted-number"),
+                 "min-scale: 1 must be a string (quote it)", id="unquoted-number"),
     pytest.param("- a\n- b\n", ["config-autoscaler"], "config-autoscaler: ['a', 'b'] must be a ConfigMap or a mapping",
                  id="a-list"),
 ]
