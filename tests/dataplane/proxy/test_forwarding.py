@@ -181,3 +181,46 @@ async def test_http10_clients_get_their_connection_semantics(closing, request_li
                 assert await read_until_closed(reader) == b""
             else:
                 assert resp.header(b"connection") == b"keep-alive"
+
+
+async def test_keep_alive_race_is_retried_once_on_a_fresh_connection(closing):
+    async def serve(reader, writer):
+        requests = Reader(reader, response=False)
+        await requests.next()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        if up.connections == 1:
+            await requests.next()   # the reused connection dies as the request arrives
+            writer.transport.abort()
+            return
+        while True:
+            await requests.next()
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+    async with Upstream(serve) as up:
+        handler = forward_to(up.address)
+        async with running_proxy(handler) as proxy:
+            reader, writer = await connect(proxy.port)
+            closing.append(writer)
+            responses = Reader(reader, response=True)
+            for _ in range(2):
+                writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                assert (await responses.next()).status == 200
+            stats = proxy.stats().pool
+    assert (up.connections, stats.connects, stats.reuses) == (2, 2, 1)
+    assert [o.error for _, o in handler.finished] == [None, None]
+
+
+async def test_early_response_with_unread_body_closes_both_connections(closing):
+    async def serve(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 3\r\n\r\nbig")
+        await reader.read()
+
+    async with Upstream(serve) as up:
+        async with running_proxy(forward_to(up.address)) as proxy:
+            reader, writer = await connect(proxy.port)
+            closing.append(writer)
+            writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nstart")
+            raw = await read_until_closed(reader)
+            assert proxy.stats().pool.idle == {}
+    assert raw.startswith(b"HTTP/1.1 413 ") and raw.endswith(b"big")
