@@ -382,7 +382,8 @@ class FieldError:
 def _get(annotations: Mapping[str, str], key: str) -> tuple[str, str] | None:
     """(spelling found, value) for `key` or its legacy alias; kebab-case first."""
     for spelling in (key, LEGACY_ANNOTATIONS.get(key)):
-        if spelling is not None and spelling in annotations:
+        # Only strings count: manifests parsed from YAML may carry an unquoted 1 or true.
+        if spelling is not None and isinstance(annotations.get(spelling), str):
             return spelling, annotations[spelling]
     return None
 
@@ -402,6 +403,9 @@ def validate_annotations(annotations: Annotations, config: AutoscalerConfig) -> 
     """Every problem with the autoscaling annotations, in Knative's order; [] if valid."""
     anns = annotations or {}
     errs = _Errors()
+    for key, value in anns.items():
+        if str(key).startswith(ANNOTATION_PREFIX) and not isinstance(value, str):
+            errs.add((key, ""), _invalid(repr(value), "annotation values must be strings"))
     cls = _get(anns, CLASS_ANNOTATION)
     if cls and cls[1].endswith(".knative.dev") and cls[1] not in (KPA_CLASS, HPA_CLASS):
         errs.add(cls, _invalid(cls[1], f"a *.knative.dev class must be {KPA_CLASS} or {HPA_CLASS}"))

@@ -28,6 +28,10 @@ CASES = [
     pytest.param(None, {}, [], id="nil-annotations"),
     pytest.param({}, {}, [], id="empty-annotations"),
     pytest.param({"other.dev/x": "y", A + "unknown": "z"}, {}, [], id="unrelated-annotations-ignored"),
+    pytest.param({MIN: 1, CLASS: True, "other.dev/x": 5}, {},
+                 [f"invalid value: 1; annotation values must be strings: {MIN}",
+                  f"invalid value: True; annotation values must be strings: {CLASS}"],
+                 id="unquoted-yaml-values"),
     pytest.param({CLASS: "unsupported.knative.dev"}, {},
                  [f"invalid value: unsupported.knative.dev; a *.knative.dev class must be {KPA_CLASS} or "
                   f"{HPA_CLASS}: {CLASS}"], id="invalid-knative-class"),

@@ -165,6 +165,13 @@ def test_unparsable_annotation_counts_as_absent(key):
         assert resolve_scale_bounds(cfg, anns) == (1, 9)
 
 
+@pytest.mark.parametrize("key", UNPARSABLE)
+def test_non_string_annotation_counts_as_absent(key):
+    cfg = config(scale_down_delay=5.0, initial_scale=2, min_scale=1, max_scale=9)
+    for junk in (1, 2.5, True, None):
+        assert resolve_spec(cfg, {key: junk}) == resolve_spec(cfg, {})
+
+
 # (config changes, annotations, stable s, panic s)
 WINDOWS = [
     pytest.param({}, {}, 60.0, 6.0, id="defaults"),
