@@ -527,12 +527,21 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 def default_surge_template() -> tuple[str, dict[str, str]]:
     """The queue-proxy daemon when `python -m queue_proxy` exists, else the bare proxy runner."""
-    if importlib.util.find_spec("queue_proxy.__main__") is not None:
+    if _has_main("queue_proxy"):
         return QUEUE_PROXY_CMD, dict(QUEUE_PROXY_ENV)
-    if importlib.util.find_spec("dataplane.proxy.__main__") is not None:
+    if _has_main("dataplane", "proxy"):
         return RUNNER_CMD, {}
     raise SystemExit("neither `python -m queue_proxy` nor `python -m dataplane.proxy` exists; "
                      "pass --surge-cmd")
+
+
+def _has_main(package: str, *sub: str) -> bool:
+    # Look for the file rather than import it: importing a submodule runs its package's
+    # __init__, and a package being edited may not import; the proxy's own log says why.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    return any(Path(loc, *sub, "__main__.py").is_file() for loc in spec.submodule_search_locations)
 
 
 def missing_tools() -> list[str]:
@@ -642,7 +651,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[dict] = []
     problems: list[str] = []
     status = 0
-    with Processes(out.parent / "logs") as procs:
+    with Processes(out.parent / "logs" / out.stem) as procs:
         try:
             upstream_pid, upstream_port = procs.start_upstream(HERE / "upstream.py", load_cpus)
             for cc in args.cc:
