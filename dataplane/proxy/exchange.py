@@ -10,11 +10,9 @@ canned response (errors.response_for); after it, the client connection is cut.
 Retries: a failure before any response byte, while no request-body byte has left us,
 may be retried: once silently when the failed connection came from the pool (the
 upstream closed it as we reused it: the keep-alive race Go's transport also retries),
-otherwise through `Forward.retry`, bounded by `max_attempts`. Deadlines (total,
-response-start, idle; all from arrival) share one timer whose deadline moves: it is set
-to the earliest and, on firing, re-armed if nothing has expired yet. Example: total 10 s,
-idle 2 s, arrival at t=0, last write at t=3: the timer fires at 2, sees idle expiry 5,
-re-arms for 5; at 5 nothing more was written: 504 if no head was sent, else cut.
+otherwise through `Forward.retry`, bounded by `max_attempts`. Deadlines come from the
+`Deadlines` base (deadlines.py); one that passes fails the exchange with its ErrorKind:
+504 if no head was sent, else the connection is cut.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from .deadlines import Deadlines
 from .errors import INTERNAL_ERROR, ErrorKind, ProxyError, response_for
 from .headers import X_FORWARDED_PROTO, add_forwarded_shim, append_forwarded_for, serialize_headers
 from .hooks import Forward, LocalResponse, Outcome, RequestHead, status_line
@@ -40,18 +39,16 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 _CRLF = b"\r\n"
 _HTTP11 = b"1.1"
-_SLACK_S = 0.001  # timers may fire a hair early on uvloop's millisecond clock
 
 
-class Exchange:
+class Exchange(Deadlines):
     """The engine's state for one request; created by the client connection."""
 
     __slots__ = (
         "conn", "head", "upgrade_value", "is_head_request", "tunnel", "tunnel_pending",
         "body_buf", "body_done", "body_sent", "forward", "upstream", "upstream_addr", "task",
         "status", "head_sent", "resp_chunked", "resp_close_delimited", "client_keep",
-        "response_bytes", "timer", "t0", "d_total", "d_start", "idle_s", "last_write",
-        "finished", "prepared", "fresh_retry",
+        "response_bytes", "finished", "prepared", "fresh_retry",
     )
 
     def __init__(self, conn: ClientConnection, head: RequestHead, upgrade_value: bytes) -> None:
@@ -74,12 +71,7 @@ class Exchange:
         self.resp_close_delimited = False
         self.client_keep = False
         self.response_bytes = 0
-        self.timer: asyncio.TimerHandle | None = None
-        self.t0 = 0.0
-        self.d_total: float | None = None
-        self.d_start: float | None = None
-        self.idle_s: float | None = None
-        self.last_write = 0.0
+        Deadlines.__init__(self, conn.loop)
         self.finished = False
         self.prepared = False
         self.fresh_retry = False
@@ -89,7 +81,7 @@ class Exchange:
         """Ask the handler what to do with this request."""
         server = self.conn.server
         self.head.arrival = server.clock.now()
-        self.t0 = self.conn.loop.time()
+        self.t0 = self.loop.time()
         try:
             decision = server.handler.begin(self.head)
         except ProxyError as exc:
@@ -113,7 +105,7 @@ class Exchange:
         if not self.body_done:
             self.conn.pause_reading(_PAUSE_WAIT)  # the body has nowhere to go yet
         self._set_deadlines(self.head.timeout_s, None, None)
-        self.task = asyncio.ensure_future(awaitable, loop=self.conn.loop)
+        self.task = asyncio.ensure_future(awaitable, loop=self.loop)
         self.task.add_done_callback(self._on_decided)
 
     def _on_decided(self, task: asyncio.Future) -> None:
@@ -169,7 +161,7 @@ class Exchange:
             return
         if not self.body_done:
             self.conn.pause_reading(_PAUSE_WAIT)
-        self.task = self.conn.loop.create_task(pool.connect(addr))
+        self.task = self.loop.create_task(pool.connect(addr))
         self.task.add_done_callback(self._on_connected)
 
     def _on_connected(self, task: asyncio.Future) -> None:
@@ -290,7 +282,7 @@ class Exchange:
             transport.write(chunk)
         self.response_bytes += len(chunk)
         if self.idle_s is not None:
-            self.last_write = self.conn.loop.time()
+            self.last_write = self.loop.time()
 
     def upstream_complete(self, up: UpstreamConnection) -> None:
         """The response is complete: pool the upstream, finish, go on with the client."""
@@ -389,7 +381,7 @@ class Exchange:
         """Shutdown deadline passed: answer 503 if nothing was sent, else cut."""
         self._fail(ErrorKind.SHUTDOWN)
 
-    # -- failure, deadlines, finish ---------------------------------------------------------
+    # -- failure and finish ---------------------------------------------------------
     def _upstream_failed(self, kind: ErrorKind, up: UpstreamConnection | None) -> None:
         if self.body_sent or self.conn.closed:
             self._fail(kind)
@@ -457,46 +449,11 @@ class Exchange:
     def _to_client(self, data: bytes) -> None:
         self.conn.transport.write(data)
         if self.idle_s is not None:
-            self.last_write = self.conn.loop.time()
+            self.last_write = self.loop.time()
 
-    def _set_deadlines(self, total_s: float | None, start_s: float | None, idle_s: float | None) -> None:
-        t0 = self.t0
-        self.d_total = None if total_s is None else t0 + total_s
-        self.d_start = None if start_s is None else t0 + start_s
-        self.idle_s = idle_s
-        if idle_s is not None and self.last_write < t0:
-            self.last_write = t0
-        self._rearm()
-
-    def _rearm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        deadline = self.d_total
-        if self.d_start is not None and not self.head_sent:
-            deadline = self.d_start if deadline is None else min(deadline, self.d_start)
-        if self.idle_s is not None:
-            idle = self.last_write + self.idle_s
-            deadline = idle if deadline is None else min(deadline, idle)
-        self.timer = None if deadline is None else self.conn.loop.call_at(deadline, self._on_deadline)
-
-    def _on_deadline(self) -> None:
-        self.timer = None
-        if self.finished or self.tunnel:
-            return
-        now = self.conn.loop.time() + _SLACK_S
-        if self.d_total is not None and now >= self.d_total:
-            self._fail(ErrorKind.TIMEOUT)
-        elif self.d_start is not None and not self.head_sent and now >= self.d_start:
-            self._fail(ErrorKind.RESPONSE_START_TIMEOUT)
-        elif self.idle_s is not None and now >= self.last_write + self.idle_s:
-            self._fail(ErrorKind.IDLE_TIMEOUT)
-        else:
-            self._rearm()
-
-    def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+    def _deadline_passed(self, kind: ErrorKind) -> None:
+        if not self.finished and not self.tunnel:
+            self._fail(kind)
 
     def _finish(self, kind: ErrorKind | None, completed: bool, local: bool = False) -> None:
         if self.finished:

@@ -98,3 +98,4 @@ def test_local_response_bytes(close, head_only, want):
 def test_response_for(kind, started, want_status):
     response = response_for(kind, started)
     assert (response.status if response else None) == want_status
+
