@@ -208,7 +208,7 @@ def summarize(runs: Sequence[dict]) -> list[dict]:
     med: dict[tuple, dict] = {}
     for key, group in cells.items():
         med[key] = {m: _median(r[m] for r in group) for m in
-                    ("requests_per_s", "p50_s", "p90_s", "p99_s", "cpu_s_per_10k")}
+                    ("requests_per_s", "p50_s", "p90_s", "p99_s", "cpu_s_per_10k", "sys_share")}
         med[key]["peak_rss_kib"] = max((r["peak_rss_kib"] or 0 for r in group), default=0) or None
         med[key]["non_200"] = sum(r["non_200"] for r in group)
         med[key]["errors"] = sum(sum(r["errors"].values()) for r in group)
@@ -233,7 +233,7 @@ def format_table(rows: Sequence[dict]) -> str:
     def ms(v): return "-" if v is None else f"{v * 1000:.2f}"
     def num(v, f): return "-" if v is None else format(v, f)
     head = ("cc", "mode", "target", "req/s", "p50ms", "p90ms", "p99ms", "+p50ms", "+p99ms",
-            "rps/ha", "p50/ha", "p99/ha", "cpu/10k", "rssMiB", "non200", "errors")
+            "rps/ha", "p50/ha", "p99/ha", "cpu/10k", "sys%", "rssMiB", "non200", "errors")
     lines = [head]
     for r in rows:
         rss = r["peak_rss_kib"] / 1024 if r["peak_rss_kib"] else None
@@ -242,6 +242,7 @@ def format_table(rows: Sequence[dict]) -> str:
                       ms(r["added_p50_s"]), ms(r["added_p99_s"]),
                       num(r["throughput_vs_haproxy"], ".2f"), num(r["p50_vs_haproxy"], ".2f"),
                       num(r["p99_vs_haproxy"], ".2f"), num(r["cpu_s_per_10k"], ".3f"),
+                      num(r["sys_share"] and 100 * r["sys_share"], ".0f"),
                       num(rss, ".1f"), str(r["non_200"]), str(r["errors"])))
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines)
@@ -297,15 +298,17 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """User+system CPU seconds of `pid` and its descendants, reaped children included."""
-    ticks = 0
+def proc_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of `pid` and its descendants, reaped children included."""
+    user = system = 0
     for p in process_tree(pid):
         try:
-            ticks += sum(int(v) for v in _stat_fields(p)[11:15])
-        except (OSError, ValueError):
+            f = _stat_fields(p)
+            user += int(f[11]) + int(f[13])
+            system += int(f[12]) + int(f[14])
+        except (OSError, ValueError, IndexError):
             continue
-    return ticks / _CLK_TCK
+    return user / _CLK_TCK, system / _CLK_TCK
 
 
 def proc_peak_rss_kib(pid: int) -> int:
@@ -597,8 +600,8 @@ def _run_cell(procs: Processes, args, cc: int, urls: dict[str, str], pids: dict[
         for rnd in range(1, args.rounds + 1):
             for target in args.targets:
                 pid = pids.get(target)
-                cpu0 = proc_cpu_seconds(pid) if pid else 0.0
-                up0 = proc_cpu_seconds(upstream_pid)
+                cpu0 = proc_cpu_seconds(pid) if pid else (0.0, 0.0)
+                up0 = sum(proc_cpu_seconds(upstream_pid))
                 spy = None
                 if (args.py_spy and target == "surge" and mode == "full" and rnd == 1
                         and cc == args.cc[0]):
@@ -606,15 +609,18 @@ def _run_cell(procs: Processes, args, cc: int, urls: dict[str, str], pids: dict[
                 argv = hey_argv(urls[target], mode, args.duration, args.concurrency, rate, hey_cpus)
                 out = procs.run_hey(argv, load_cpus, timeout_s=args.duration + 60)
                 res = parse_hey(out)
-                cpu = proc_cpu_seconds(pid) - cpu0 if pid else None
-                up = proc_cpu_seconds(upstream_pid) - up0
+                user, system = (a - b for a, b in zip(proc_cpu_seconds(pid), cpu0)) if pid else (0, 0)
+                up = sum(proc_cpu_seconds(upstream_pid)) - up0
                 if spy is not None:
                     procs.finish_py_spy(spy, args.py_spy, timeout_s=args.duration + 30)
                 run = {"cc": cc, "mode": mode, "round": rnd, "target": target, "argv": argv,
                        **{k: v for k, v in asdict(res).items() if k != "status_counts"},
                        "status_counts": {str(k): v for k, v in res.status_counts.items()},
                        "responses": res.responses, "non_200": res.non_200,
-                       "cpu_s_per_10k": per_10k(cpu, res.responses) if cpu is not None else None,
+                       "cpu_s_per_10k": per_10k(user + system, res.responses) if pid else None,
+                       # The kernel's share: a proxy that is mostly syscalls gains little
+                       # from faster Python.
+                       "sys_share": system / (user + system) if pid and user + system else None,
                        "upstream_cpu_s_per_10k": per_10k(up, res.responses),
                        # VmHWM is the peak since the proxy started: it serves every round of a cc.
                        "peak_rss_kib": proc_peak_rss_kib(pid) if pid else None,

@@ -135,8 +135,9 @@ def test_hey_argv_per_mode(mode, cpus, want):
 
 def _run(target, rnd, rps, p50, p99, cpu=None, rss=None, non_200=0, errors=None):
     return {"cc": 10, "mode": "full", "round": rnd, "target": target, "requests_per_s": rps,
-            "p50_s": p50, "p90_s": p50, "p99_s": p99, "cpu_s_per_10k": cpu, "peak_rss_kib": rss,
-            "non_200": non_200, "errors": errors or {}}
+            "p50_s": p50, "p90_s": p50, "p99_s": p99, "cpu_s_per_10k": cpu,
+            "sys_share": cpu and cpu / 2, "peak_rss_kib": rss, "non_200": non_200,
+            "errors": errors or {}}
 
 
 def test_summarize_takes_medians_then_compares_with_direct_and_haproxy():
@@ -159,6 +160,7 @@ def test_summarize_takes_medians_then_compares_with_direct_and_haproxy():
     assert surge["p50_vs_haproxy"] == pytest.approx(2.5)
     assert surge["p99_vs_haproxy"] == pytest.approx(0.0110 / 0.0070)
     assert surge["cpu_s_per_10k"] == 0.7 and surge["peak_rss_kib"] == 42000
+    assert surge["sys_share"] == 0.35
     assert (surge["non_200"], surge["errors"], surge["rounds"]) == (3, 1, 3)
     assert rows["direct"]["cpu_s_per_10k"] is None and rows["direct"]["peak_rss_kib"] is None
     assert rows["haproxy"]["throughput_vs_haproxy"] == 1.0
