@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from .deadlines import Deadlines
 from .errors import INTERNAL_ERROR, ErrorKind, ProxyError, response_for
-from .headers import X_FORWARDED_PROTO, add_forwarded_shim, append_forwarded_for, serialize_headers
+from .headers import HOST, X_FORWARDED_PROTO, add_forwarded_shim, append_forwarded_for, serialize_headers
 from .hooks import Forward, LocalResponse, Outcome, RequestHead, status_line
 
 if TYPE_CHECKING:
@@ -104,13 +104,18 @@ class Exchange(Deadlines):
     def _wait(self, awaitable) -> None:
         if not self.body_done:
             self.conn.pause_reading(_PAUSE_WAIT)  # the body has nowhere to go yet
-        self._set_deadlines(self.head.timeout_s, None, None)
+        if self.forward is None:  # a retry's wait keeps the first Forward's deadlines
+            self._set_deadlines(self.head.timeout_s, None, None)
         self.task = asyncio.ensure_future(awaitable, loop=self.loop)
         self.task.add_done_callback(self._on_decided)
 
     def _on_decided(self, task: asyncio.Future) -> None:
         if self.task is not task:
-            return  # we cancelled it (timeout, client gone) and have finished already
+            # We dropped it (timeout, client gone); still consume its outcome so an
+            # exception raised while it was being cancelled is not reported as lost.
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("abandoned handler decision raised", exc_info=task.exception())
+            return
         self.task = None
         if task.cancelled():
             self._fail(ErrorKind.HANDLER, INTERNAL_ERROR)
@@ -146,11 +151,17 @@ class Exchange(Deadlines):
         if self.conn.server.config.forwarded_shim:
             add_forwarded_shim(headers)  # from the headers as received (reference 4.8)
         append_forwarded_for(headers, self.head.client_ip)
+        has_proto = has_host = False
         for key, _ in headers:
             if key == X_FORWARDED_PROTO:
-                break
-        else:
+                has_proto = True
+            elif key == HOST:
+                has_host = True
+        if not has_proto:
             headers.append((X_FORWARDED_PROTO, b"http"))
+        if not has_host:  # an HTTP/1.0 client may omit it; HTTP/1.1 upstreams require it
+            host, port = self.forward.upstream
+            headers.append((HOST, b"%s:%d" % (host.encode(), port)))
 
     def _connect(self, addr: tuple[str, int], fresh: bool) -> None:
         self.upstream_addr = addr

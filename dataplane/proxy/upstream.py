@@ -107,6 +107,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- parser callbacks ------------------------------------------------------------
     def on_message_begin(self) -> None:  # noqa: D102
+        if self.exchange is None and not self._skip:
+            self.close()  # a response nobody asked for: this connection is out of step
         self._in_head = True
         self.headers = []
         self.content_length = None
@@ -152,8 +154,8 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.upstream_complete(self)
 
     def on_body(self, body: bytes) -> None:  # noqa: D102
-        if self._skip:
-            self.keep_alive = False  # body bytes after a HEAD response: not trustworthy
+        if self._skip or self.exchange is None:
+            self.close()  # body bytes after a HEAD response or for nobody: out of step
             return
         self.exchange.upstream_body(body)
 
