@@ -163,6 +163,8 @@ class ClientConnection(asyncio.Protocol):
             raise HeadTooLarge()
 
     def on_header(self, name: bytes, value: bytes) -> None:  # noqa: D102
+        if not self._in_head:
+            return  # a chunked body's trailer: dropped, and never into the parsed head
         self._header_count += 1
         self._head_size += len(name) + len(value) + 4
         config = self.server.config

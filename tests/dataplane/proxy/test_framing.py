@@ -174,3 +174,36 @@ async def test_upgrade_refused_by_upstream_is_relayed_then_closed(closing):
             writer.write(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
             raw = await read_until_closed(reader)
     assert raw.startswith(b"HTTP/1.1 400 Bad Request\r\n") and raw.endswith(b"\r\n\r\nno")
+
+
+async def test_expect_100_answered_locally_gets_no_100_and_closes(closing):
+    from dataplane.proxy import LocalResponse
+
+    from .conftest import RecordingHandler
+
+    denied = LocalResponse(503, b"shutting down\n")
+    handler = RecordingHandler(lambda head: denied)
+    async with running_proxy(handler) as proxy:
+        reader, writer = await connect(proxy.port)
+        closing.append(writer)
+        writer.write(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        raw = await read_until_closed(reader)
+    assert raw.startswith(b"HTTP/1.1 503 ") and b"100 Continue" not in raw and b"connection: close" in raw
+
+
+async def test_http10_request_without_host_gets_one_and_trailers_stay_out_of_the_head(closing):
+    serve, seen = canned(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+    async with Upstream(serve) as up:
+        handler = forward_to(up.address)
+        async with running_proxy(handler) as proxy:
+            reader, writer = await connect(proxy.port)
+            closing.append(writer)
+            writer.write(b"GET / HTTP/1.0\r\n\r\n")
+            assert (await Reader(reader, response=True).next()).status == 200
+            reader, writer = await connect(proxy.port)
+            closing.append(writer)
+            writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-T: 1\r\n\r\n")
+            assert (await Reader(reader, response=True).next()).status == 200
+            await handler.wait_finished(2)
+    assert seen[0].header(b"host") == b"%s:%d" % (up.address[0].encode(), up.address[1])
+    assert handler.finished[1][0].get(b"x-t") is None
