@@ -14,6 +14,7 @@ from .breaker import (
     new_queue_proxy_breaker,
 )
 from .clock import Clock, FakeClock, MonotonicClock
+from .interfaces import EndpointsSink, Mode, RevisionEndpoints, StatSink
 from .stat import PROTOBUF_CONTENT_TYPE, Stat, decode_wire_stats, encode_wire_stats
 from .stats import (
     ACTIVATOR_NAME,
@@ -46,6 +47,10 @@ __all__ = [
     "RevisionKey",
     "Stat",
     "StatReporter",
+    "EndpointsSink",
+    "Mode",
+    "RevisionEndpoints",
+    "StatSink",
     "decode_wire_stats",
     "encode_wire_stats",
     "is_proxied",
