@@ -1,7 +1,8 @@
 """The queue-proxy sidecar: config, probes, readiness, drain, metrics and side servers.
 
-The request handler and `__main__` wire these pieces with `dataplane`'s proxy engine,
-breaker and stats.
+`QueueProxyHandler` joins these pieces with `dataplane`'s proxy engine, breaker and stats;
+`QueueProxyDaemon` runs them all (`python -m queue_proxy`); `queue_proxy.demo` is what
+`./scripts/up` starts.
 """
 
 from .config import (
@@ -13,7 +14,17 @@ from .config import (
     parse_queue_proxy_config,
     parse_readiness_probes,
 )
+from .daemon import DaemonError, QueueProxyDaemon, serving_host
 from .drain import Drainer, DrainPhase, DrainState, DrainStats
+from .handler import (
+    ROUTE_TAG_DEFAULT,
+    ROUTE_TAG_DISABLED,
+    ROUTE_TAG_UNDEFINED,
+    QueueProxyHandler,
+    Readiness,
+    route_tag,
+    to_wire,
+)
 from .metrics import RequestMetrics, ResourceLabels, register_metrics
 from .probe import LocalResponse, ProbeKind, classify_request, local_response, needs_readiness
 from .readiness import ReadinessProber, probe_once
@@ -21,6 +32,7 @@ from .servers import WAIT_FOR_DRAIN_PATH, build_admin_app, build_metrics_app, bu
 
 __all__ = [
     "ConfigError",
+    "DaemonError",
     "DrainPhase",
     "DrainState",
     "DrainStats",
@@ -31,6 +43,12 @@ __all__ = [
     "ProbeKind",
     "ProbeSpec",
     "QueueProxyConfig",
+    "QueueProxyDaemon",
+    "QueueProxyHandler",
+    "ROUTE_TAG_DEFAULT",
+    "ROUTE_TAG_DISABLED",
+    "ROUTE_TAG_UNDEFINED",
+    "Readiness",
     "ReadinessProber",
     "RequestMetrics",
     "ResourceLabels",
@@ -45,5 +63,8 @@ __all__ = [
     "parse_readiness_probes",
     "probe_once",
     "register_metrics",
+    "route_tag",
+    "serving_host",
     "start_app",
+    "to_wire",
 ]
