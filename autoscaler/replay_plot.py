@@ -18,6 +18,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .replay import ReplayResult
 
@@ -59,6 +60,7 @@ def plot_replay(result: ReplayResult, path: Path | str, *, title: str = "") -> N
                 label="replicas (applied)")
     bottom.step(seconds, result.ready, where="post", color="#2ca02c", linewidth=1.6, label="ready pods")
     bottom.set_ylabel("pods")
+    bottom.yaxis.set_major_locator(MaxNLocator(integer=True))  # no 1.25 pods
     bottom.set_xlabel("trace second")
     for axes in (top, bottom):
         for i, (start, end) in enumerate(_spans(result.panic)):
