@@ -55,8 +55,8 @@ ceil(11.67 / 7) = 2 pods for 1 ready, 2 / 1 >= 2.0: panic, desired 2. Panic neve
 scales down and each tick sees more of the step: desired 2, 5, 9, 10 at t = 10, 12, 14,
 16, and ten pods serve from t = 18. Seconds 10..15 are under-provisioned (1, 1, 2, 2,
 5, 5 pods for 70): 60 + 60 + 50 + 50 + 20 + 20 = 260 request-seconds queued. Panic
-ends at t = 74 (a stable window after the last over tick) and the count halves at most
-per tick, 5, 4, 3, 2, 1. At t = 100 the stable window has forgotten the step: desired 0,
+ends at t = 74 (a stable window after the last over tick, 12); the count then follows
+the falling stable average, never below half per tick: 5, 4, 3, 2, 1. At t = 100 the stable window has forgotten the step: desired 0,
 the PA (Active for 98 s >= 60 s) goes Inactive, and as the activator has proxied for
 longer than the 30 s grace the last pod goes at once: 0 pods from t = 101.
 """
