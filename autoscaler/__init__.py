@@ -40,6 +40,15 @@ from .multiscaler import (
     RevisionSnapshot,
     Scraper,
 )
+from .replay import (
+    ReplayError,
+    ReplayOptions,
+    ReplayResult,
+    TraceError,
+    parse_trace,
+    replay,
+    resolve_revision,
+)
 from .sample_size import sample_size
 from .scaling import (
     Activity,
@@ -69,13 +78,13 @@ __all__ = [
     "BatchStats", "CollectionStats", "ConfigError", "ConfigProblem", "Decider",
     "Decision", "FieldError", "LinearWindow", "MaxWindow", "MetricCollection",
     "Multiscaler", "MultiscalerStats", "Observation", "OnDecision", "PAState",
-    "PodScraper", "PodsSource", "ReadyPod", "RevisionSnapshot", "SKSMode",
+    "PodScraper", "PodsSource", "ReplayError", "ReplayOptions", "ReplayResult", "TraceError", "ReadyPod", "RevisionSnapshot", "SKSMode",
     "ScaleInputs", "ScaleResult", "ScaleSettings", "ScalingSpec", "ScrapeError",
     "Scraper", "SnapshotSource", "StatServer", "StatServerStats", "WeightedWindow",
     "WindowBatch", "apply_decision", "initial_excess_burst_capacity", "make_window",
     "normalize_algorithm", "num_activators", "parse_autoscaler_config",
     "resolve_aggregation_algorithm", "resolve_class", "resolve_initial_scale",
-    "resolve_metric", "resolve_scale_bounds", "resolve_scale_to_zero_pod_retention",
+    "parse_trace", "replay", "resolve_revision", "resolve_metric", "resolve_scale_bounds", "resolve_scale_to_zero_pod_retention",
     "resolve_spec", "resolve_windows", "sample_size", "stat_record_time",
     "validate_annotations",
 ]

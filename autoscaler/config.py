@@ -204,6 +204,10 @@ def parse_autoscaler_config(source: str | bytes | Mapping[str, Any]) -> Autoscal
 def _data_of(doc: Mapping[str, Any]) -> Mapping[str, Any]:
     """The data map of a ConfigMap manifest (checked), or `doc` itself if it is one."""
     if not {"kind", "apiVersion", "metadata"} & doc.keys():
+        # A file holding only a ConfigMap's `data:` block means that block, not a
+        # data map with one unknown key "data" (which would silently give defaults).
+        if doc.keys() == {"data"} and isinstance(doc["data"], Mapping):
+            return doc["data"]
         return doc
     problems = []
     if doc.get("kind") != "ConfigMap":

@@ -367,3 +367,8 @@ def test_direct_construction_does_not_validate():
 def test_module_docstring_example_runs():
     result = doctest.testmod(autoscaler.config)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_file_with_only_a_data_block_is_that_data():
+    config = parse_autoscaler_config("data:\n  stable-window: 30s\n  max-scale: '5'\n")
+    assert config.stable_window == 30.0 and config.max_scale == 5
