@@ -1,0 +1,298 @@
+"""The admin API: the `surge` CLI's way into a running stack (aiohttp, loopback only).
+
+JSON in, JSON out. Endpoints (`{ns}` a namespace, `{kind}` one of KINDS):
+
+    GET    /healthz                                  {"status": "ok", "pid": <pid>}
+    POST   /v1/apply                                 {"documents": [{"filename", "text"}]}
+                                                     -> {"applied": [summary, ...]}
+    GET    /v1/{kind}[?namespace=ns]                 -> {"items": [object, ...]}
+    GET    /v1/namespaces/{ns}/services/{name}       -> describe_service's dict
+    PATCH  /v1/namespaces/{ns}/services/{name}       {"env", "traffic", "tags", "untags"}
+                                                     -> the updated Service object
+    DELETE /v1/namespaces/{ns}/services/{name}       -> {"deleted": summary}
+    GET    /v1/namespaces/{ns}/services/{name}/logs[?revision=r]  -> {"paths": [...]}
+
+Errors are `{"error": "<one line>", "problems": [{"path", "reason"}, ...]}` with 400 for
+a rejected request (any ValueError carrying `.problems`, e.g. a manifest that fails
+validation, or `InvalidRequestError`), 404 for an unknown object (`NotFoundError`) or
+endpoint, 401 without the bearer token, 500 (logged with its traceback) for a bug.
+
+The work is done by an `AdminController`, the Protocol below: the running stack
+(serving.stack) implements it; this module only speaks HTTP. The token (from
+admin.json, readable only by the user) keeps other local users and web pages that
+send requests to loopback from driving the stack.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+
+__all__ = [
+    "AdminController",
+    "InvalidRequestError",
+    "KINDS",
+    "NotFoundError",
+    "TagSpec",
+    "TrafficSpec",
+    "build_admin_app",
+    "problems_to_json",
+]
+
+log = logging.getLogger(__name__)
+
+KINDS = ("services", "configurations", "revisions", "routes", "pods")
+# Manifests are small; a few MiB allows hundreds of documents in one apply.
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+LATEST = "@latest"
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSpec:
+    """`--traffic TARGET=PERCENT`: TARGET is a revision name, a tag, or `@latest`."""
+
+    target: str
+    percent: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The form sent over the admin API."""
+        return {"target": self.target, "percent": self.percent}
+
+
+@dataclass(frozen=True, slots=True)
+class TagSpec:
+    """`--tag REVISION=TAG`: REVISION is a revision name or `@latest`."""
+
+    revision: str
+    tag: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The form sent over the admin API."""
+        return {"revision": self.revision, "tag": self.tag}
+
+
+class NotFoundError(LookupError):
+    """An object the request names does not exist (answered 404)."""
+
+    def __init__(self, kind: str, namespace: str, name: str) -> None:
+        self.kind, self.namespace, self.name = kind, namespace, name
+        super().__init__(f'{kind} "{name}" not found in namespace "{namespace}"')
+
+
+class InvalidRequestError(ValueError):
+    """A request the controller refuses (answered 400); `.problems` say where and why."""
+
+    def __init__(self, message: str, problems: Sequence[Any] = ()) -> None:
+        self.problems = tuple(problems)
+        super().__init__(message)
+
+
+class AdminController(Protocol):
+    """What the admin API needs from the running stack (implemented by serving.stack).
+
+    Objects are Knative-shaped dicts (`apiVersion`, `kind`, `metadata`, `spec`, `status`),
+    pods are `{"name", "namespace", "revision", "service", "phase", "ready", "restarts",
+    "ports": {role: port}, "pids": {role: pid}, ...}`. Raise NotFoundError for a missing
+    object and a ValueError with `.problems` (each with `.path` and `.reason`) when the
+    request is invalid; nothing may change state when either is raised.
+    """
+
+    async def apply(self, documents: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Apply (filename, YAML text) pairs atomically; return once stored and routed.
+
+        Returns one summary per object: {"kind", "namespace", "name", "action"} with
+        action "created", "configured" or "unchanged".
+        """
+        ...
+
+    async def list(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+        """Every object of `kind` (one of KINDS) in `namespace`, or in all if None."""
+        ...
+
+    async def describe_service(self, namespace: str, name: str) -> dict[str, Any]:
+        """{"service": obj, "revisions": [obj], "pods": [pod], "events": [event]}."""
+        ...
+
+    async def update_service(self, namespace: str, name: str, *,
+                             env: Mapping[str, str | None],
+                             traffic: Sequence[TrafficSpec],
+                             tags: Sequence[TagSpec],
+                             untags: Sequence[str]) -> dict[str, Any]:
+        """Change a service (env None = remove the variable; traffic empty = keep it).
+
+        Untags apply before tags, tags before traffic (so a new tag can take a percent);
+        returns the updated Service object once stored and routed.
+        """
+        ...
+
+    async def delete_service(self, namespace: str, name: str) -> dict[str, Any]:
+        """Delete a service with its revisions and route; return its summary."""
+        ...
+
+    async def log_paths(self, namespace: str, name: str,
+                        revision: str | None = None) -> list[str]:
+        """The log files of the service's pods (of one revision if given), oldest first."""
+        ...
+
+
+def problems_to_json(problems: Sequence[Any]) -> list[dict[str, str]]:
+    """[{path, reason}] for validation problems (objects with .path/.reason, or strings)."""
+    out = []
+    for problem in problems:
+        if isinstance(problem, Mapping):
+            out.append({"path": str(problem.get("path", "")),
+                        "reason": str(problem.get("reason", ""))})
+        elif hasattr(problem, "reason"):
+            out.append({"path": str(getattr(problem, "path", "")), "reason": str(problem.reason)})
+        else:
+            out.append({"path": "", "reason": str(problem)})
+    return out
+
+
+def _error(status: int, message: str, problems: Sequence[Any] = ()) -> web.Response:
+    # One line: the CLI prints it after "surge: ".
+    line = " ".join(message.split()) or "error"
+    return web.json_response({"error": line, "problems": problems_to_json(problems)},
+                             status=status)
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=message)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Map exceptions to JSON errors; the only broad except, at the request's edge."""
+    try:
+        return await handler(request)
+    except NotFoundError as exc:
+        return _error(404, str(exc))
+    except ValueError as exc:
+        if not hasattr(exc, "problems"):
+            log.exception("admin %s %s failed", request.method, request.path)
+            return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+        return _error(400, str(exc), exc.problems)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return _error(404, f"no such endpoint: {request.method} {request.path}")
+        if exc.status == 405:
+            return _error(405, f"method {request.method} not allowed on {request.path}")
+        return _error(exc.status, exc.text or exc.reason)
+    except Exception as exc:  # noqa: BLE001 - answer 500 and log the bug
+        log.exception("admin %s %s failed", request.method, request.path)
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _auth(token: str | None) -> Any:
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if token and request.path != "/healthz":
+            given = request.headers.get("Authorization", "")
+            # Constant-time compare: the token is a secret.
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return _error(401, "missing or wrong admin token (see admin.json)")
+        return await handler(request)
+    return check
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise _bad_request(f"request body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _bad_request("request body must be a JSON object")
+    return body
+
+
+def _str_list(body: Mapping[str, Any], key: str) -> list[str]:
+    value = body.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _bad_request(f"{key} must be a list of strings")
+    return value
+
+
+def _parse_update(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of update_service from its JSON body."""
+    env = body.get("env") or {}
+    if not isinstance(env, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in env.items()):
+        raise _bad_request("env must map names to strings or null")
+    try:
+        traffic = [TrafficSpec(str(t["target"]), int(t["percent"]))
+                   for t in body.get("traffic") or []]
+        tags = [TagSpec(str(t["revision"]), str(t["tag"])) for t in body.get("tags") or []]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _bad_request(f"bad traffic or tags entry: {exc!r}") from None
+    return {"env": env, "traffic": traffic, "tags": tags, "untags": _str_list(body, "untags")}
+
+
+class _Handlers:
+    """The routes, bound to one controller."""
+
+    def __init__(self, controller: AdminController) -> None:
+        self.controller = controller
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "pid": os.getpid()})
+
+    async def apply(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        docs = body.get("documents")
+        if not isinstance(docs, list) or not docs:
+            raise _bad_request("documents must be a non-empty list of {filename, text}")
+        pairs = []
+        for doc in docs:
+            if not (isinstance(doc, dict) and isinstance(doc.get("filename"), str)
+                    and isinstance(doc.get("text"), str)):
+                raise _bad_request("each document needs a string filename and text")
+            pairs.append((doc["filename"], doc["text"]))
+        return web.json_response({"applied": await self.controller.apply(pairs)})
+
+    async def list(self, request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        if kind not in KINDS:
+            return _error(404, f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
+        namespace = request.query.get("namespace") or None
+        return web.json_response({"items": await self.controller.list(kind, namespace)})
+
+    async def describe(self, request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        return web.json_response(await self.controller.describe_service(ns, name))
+
+    async def update(self, request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        kwargs = _parse_update(await _json_body(request))
+        return web.json_response(await self.controller.update_service(ns, name, **kwargs))
+
+    async def delete(self, request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        return web.json_response({"deleted": await self.controller.delete_service(ns, name)})
+
+    async def logs(self, request: web.Request) -> web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        revision = request.query.get("revision") or None
+        paths = await self.controller.log_paths(ns, name, revision)
+        return web.json_response({"paths": [str(p) for p in paths]})
+
+
+def build_admin_app(controller: AdminController, *, token: str | None = None) -> web.Application:
+    """The admin aiohttp app over `controller`; with `token`, requests need the bearer."""
+    app = web.Application(middlewares=[_errors, _auth(token)],
+                          client_max_size=MAX_REQUEST_BYTES)
+    h = _Handlers(controller)
+    service = "/v1/namespaces/{ns}/services/{name}"
+    app.router.add_get("/healthz", h.healthz)
+    app.router.add_post("/v1/apply", h.apply)
+    app.router.add_get("/v1/{kind}", h.list)
+    app.router.add_get(service, h.describe)
+    app.router.add_patch(service, h.update)
+    app.router.add_delete(service, h.delete)
+    app.router.add_get(service + "/logs", h.logs)
+    return app
