@@ -1,0 +1,30 @@
+"""Platforms run revisions' pods: local processes today (Docker and Kubernetes later)."""
+
+from .base import (
+    ImageOnlyError,
+    Platform,
+    PlatformError,
+    PodInfo,
+    PodPhase,
+    PodRemovalHook,
+    PodsListener,
+    PodTemplate,
+    require_command,
+)
+from .local import LocalPlatform, LocalPlatformStats
+from .pod import RestartBackoff
+
+__all__ = [
+    "ImageOnlyError",
+    "LocalPlatform",
+    "LocalPlatformStats",
+    "Platform",
+    "PlatformError",
+    "PodInfo",
+    "PodPhase",
+    "PodRemovalHook",
+    "PodTemplate",
+    "PodsListener",
+    "RestartBackoff",
+    "require_command",
+]
