@@ -17,22 +17,34 @@ Two races remain and are handled differently:
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .base import PlatformError
 
-__all__ = ["PortAllocator"]
+__all__ = ["PortAllocator", "ask_kernel_for_port"]
 
 # Asking the kernel this many times without finding an unreserved port means the
 # ephemeral range is nearly exhausted by our own reservations: fail loudly.
 _MAX_ATTEMPTS = 1000
 
 
+def ask_kernel_for_port(host: str) -> int:
+    """A port the kernel says is free on `host` now (bind port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, 0))
+        except OSError as exc:
+            raise PlatformError(f"cannot bind {host}:0 to find a free port: {exc}") from exc
+        return sock.getsockname()[1]
+
+
 class PortAllocator:
     """Hands out free 127.0.0.1 ports and remembers them until released."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1",
+                 ask_kernel: Callable[[str], int] = ask_kernel_for_port) -> None:
         self._host = host
+        self._ask_kernel = ask_kernel
         self._reserved: set[int] = set()
 
     @property
@@ -61,12 +73,7 @@ class PortAllocator:
 
     def _allocate_one(self) -> int:
         for _ in range(_MAX_ATTEMPTS):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                try:
-                    sock.bind((self._host, 0))
-                except OSError as exc:
-                    raise PlatformError(f"cannot bind {self._host}:0 to find a free port: {exc}") from exc
-                port = sock.getsockname()[1]
+            port = self._ask_kernel(self._host)
             if port not in self._reserved:
                 self._reserved.add(port)
                 return port
