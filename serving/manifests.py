@@ -355,3 +355,12 @@ def _traffic(r: _Reader, value: Any) -> tuple[TrafficTarget, ...]:
             percent=r.integer(t.get("percent"), f"{at}.percent"),
             url=r.string(t.get("url"), f"{at}.url")))
     return tuple(targets)
+
+
+def parse_revision_spec(value: Any) -> RevisionSpec:
+    """A RevisionSpec from its Knative dict form (as `RevisionSpec.to_knative` renders it)."""
+    r = _Reader()
+    spec = _template(r, {"spec": value}, "spec").spec
+    if r.problems:
+        raise ValidationError(r.problems)
+    return spec
