@@ -398,3 +398,14 @@ async def test_wait_for_drain_returns_200_after_the_drain(app, start_qp, http):
         qp.proc.send_signal(signal.SIGTERM)  # within Knative's 1 s, so the drain is not reset
         assert (await drain)[0] == 200
         assert await qp.wait_exit() == 0
+
+
+async def test_second_signal_ends_the_quiet_period_early(app, start_qp, http):
+    qp = await start_qp(QUEUE_DRAIN_QUIET_SECONDS="30")
+    async with asyncio.timeout(10):  # far below the 30 s quiet period
+        qp.proc.send_signal(signal.SIGTERM)
+        assert await fetch(http, qp.url + "/", HEALTH) == (503, b"shutting down\n")
+        assert await fetch(http, qp.url + "/still-served") == (200, b"ok")
+        qp.proc.send_signal(signal.SIGINT)
+        assert await qp.wait_exit() == 0
+    assert any("ending the quiet period now" in line for line in qp.stderr), qp.stderr
