@@ -60,8 +60,10 @@ KIND_ALIASES = {
 class CliError(Exception):
     """A failed command: `str()` is the one-line message, `.problems` the details."""
 
-    def __init__(self, message: str, problems: Sequence[dict[str, str]] = ()) -> None:
+    def __init__(self, message: str, problems: Sequence[dict[str, str]] = (),
+                 status: int | None = None) -> None:
         self.problems = list(problems)
+        self.status = status  # the admin API's HTTP status, when it answered
         super().__init__(message)
 
 
@@ -157,9 +159,10 @@ class AdminClient:
                 raw = exc.read()
             try:
                 err = json.loads(raw)
-                raise CliError(err["error"], err.get("problems") or []) from None
+                raise CliError(err["error"], err.get("problems") or [], exc.code) from None
             except (ValueError, KeyError, TypeError):
-                raise CliError(f"the stack answered {exc.code}: {raw[:200]!r}") from None
+                raise CliError(f"the stack answered {exc.code}: {raw[:200]!r}",
+                               status=exc.code) from None
         except TimeoutError:
             raise CliError(f"the stack at {self.stack.url} did not answer within "
                            f"{timeout_s:.0f} s") from None
@@ -294,7 +297,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         try:
             paths = client.call("GET", path)["paths"]
         except CliError as exc:
-            if args.follow and "not found" in str(exc) and tailer.paths:
+            if args.follow and exc.status == 404 and tailer.paths:
                 return False  # the service went away: nothing more will be written
             raise
         for p in paths:
