@@ -12,9 +12,9 @@ JSON in, JSON out. Endpoints (`{ns}` a namespace, `{kind}` one of KINDS):
     DELETE /v1/namespaces/{ns}/services/{name}       -> {"deleted": summary}
     GET    /v1/namespaces/{ns}/services/{name}/logs[?revision=r]  -> {"paths": [...]}
 
-Errors are `{"error": "<one line>", "problems": [{"path", "reason"}, ...]}` with 400 for
-a rejected request (any ValueError carrying `.problems`, e.g. a manifest that fails
-validation, or `InvalidRequestError`), 404 for an unknown object (`NotFoundError`) or
+Errors are `{"error": "<one line>", "problems": [{"object"?, "path", "reason"}, ...]}`
+with 400 for a rejected request (any ValueError carrying `.problems`: serving's
+ValidationError of FieldProblems, or `InvalidRequestError`), 404 for an unknown object (`NotFoundError`) or
 endpoint, 401 without the bearer token, 500 (logged with its traceback) for a bug.
 
 The work is done by an `AdminController`, the Protocol below: the running stack
@@ -142,16 +142,18 @@ class AdminController(Protocol):
 
 
 def problems_to_json(problems: Sequence[Any]) -> list[dict[str, str]]:
-    """[{path, reason}] for validation problems (objects with .path/.reason, or strings)."""
+    """[{[object,] path, reason}] for problems (FieldProblem-like objects, mappings, strings)."""
     out = []
     for problem in problems:
         if isinstance(problem, Mapping):
-            out.append({"path": str(problem.get("path", "")),
-                        "reason": str(problem.get("reason", ""))})
+            item = {k: str(problem.get(k, "")) for k in ("object", "path", "reason")}
         elif hasattr(problem, "reason"):
-            out.append({"path": str(getattr(problem, "path", "")), "reason": str(problem.reason)})
+            item = {k: str(getattr(problem, k, "")) for k in ("object", "path", "reason")}
         else:
-            out.append({"path": "", "reason": str(problem)})
+            item = {"object": "", "path": "", "reason": str(problem)}
+        if not item["object"]:
+            del item["object"]  # only serving.validation's FieldProblem names one
+        out.append(item)
     return out
 
 
@@ -160,6 +162,16 @@ def _error(status: int, message: str, problems: Sequence[Any] = ()) -> web.Respo
     line = " ".join(message.split()) or "error"
     return web.json_response({"error": line, "problems": problems_to_json(problems)},
                              status=status)
+
+
+def _rejected(request: web.Request) -> str:
+    """The summary line of a 400 with problems: what was refused."""
+    if request.method == "POST" and request.path == "/v1/apply":
+        return "apply rejected, nothing was changed"
+    if request.method == "PATCH" and "name" in request.match_info:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        return f"update of service {ns}/{name} rejected, nothing was changed"
+    return f"{request.method} {request.path} rejected"
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
@@ -177,7 +189,10 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         if not hasattr(exc, "problems"):
             log.exception("admin %s %s failed", request.method, request.path)
             return _error(500, f"internal error: {type(exc).__name__}: {exc}")
-        return _error(400, str(exc), exc.problems)
+        problems = exc.problems
+        # With problems, they carry the detail (the exception's text is often all of them
+        # joined); the line above them says what was refused.
+        return _error(400, _rejected(request) if problems else str(exc), problems)
     except web.HTTPException as exc:
         if exc.status == 404:
             return _error(404, f"no such endpoint: {request.method} {request.path}")

@@ -432,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _report(exc: CliError) -> None:
     print(f"surge: {exc}", file=sys.stderr)
     for p in exc.problems:
-        where = f"{p.get('path')}: " if p.get("path") else ""
+        where = "".join(f"{p[k]}: " for k in ("object", "path") if p.get(k))
         print(f"  {where}{p.get('reason', '')}", file=sys.stderr)
 
 

@@ -94,7 +94,8 @@ def routes_table(items: Sequence[Mapping[str, Any]], all_namespaces: bool = Fals
                     [_meta(r).get("namespace", "") for r in items])
 
 
-def revision_traffic(routes: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], tuple[int, list[str]]]:
+def revision_traffic(
+        routes: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], tuple[int, list[str]]]:
     """(namespace, revision) -> (percent of its route's traffic, its tags)."""
     out: dict[tuple[str, str], tuple[int, list[str]]] = {}
     for route in routes:

@@ -26,6 +26,7 @@ class Problem:
 
     path: str
     reason: str
+    object: str = ""
 
 
 def service_object(ns: str, name: str, revisions: list[str], traffic: list[dict],
@@ -82,7 +83,8 @@ class FakeController:
                     problems.append(Problem(f"{filename}[{i}].metadata.name", "is required"))
                 if doc.get("kind") != "Service":
                     problems.append(Problem(f"{filename}[{i}].kind",
-                                            f"{doc.get('kind')!r} is not supported"))
+                                            f"{doc.get('kind')!r} is not supported",
+                                            f"{doc.get('kind')}/{name}"))
                 parsed.append(doc)
         if problems:
             raise InvalidRequestError(f"{len(problems)} problem(s) in the manifests", problems)

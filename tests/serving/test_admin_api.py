@@ -12,7 +12,8 @@ import pytest
 import pytest_asyncio
 
 from admin_fakes import FakeController, Problem, serve_admin
-from serving.admin import TagSpec, TrafficSpec, problems_to_json
+from serving.admin import InvalidRequestError, TagSpec, TrafficSpec, problems_to_json
+from serving.validation import FieldProblem, ValidationError
 
 HELLO = """\
 apiVersion: serving.knative.dev/v1
@@ -62,9 +63,9 @@ async def test_invalid_manifest_is_400_with_every_problem(api, controller):
         {"filename": "a.yaml", "text": "kind: Service\nmetadata: {}\n"},
         {"filename": "b.yaml", "text": "kind: Route\nmetadata: {name: r}\n"}]})
     assert status == 400
-    assert body == {"error": "2 problem(s) in the manifests", "problems": [
+    assert body == {"error": "apply rejected, nothing was changed", "problems": [
         {"path": "a.yaml[0].metadata.name", "reason": "is required"},
-        {"path": "b.yaml[0].kind", "reason": "'Route' is not supported"}]}
+        {"object": "Route/r", "path": "b.yaml[0].kind", "reason": "'Route' is not supported"}]}
     assert controller.services == {}
 
 
@@ -170,8 +171,40 @@ async def test_controller_validation_error_on_update_is_400(api):
     await api("POST", "/v1/apply", {"documents": [{"filename": "h", "text": HELLO}]})
     status, body = await api("PATCH", "/v1/namespaces/default/services/hello",
                              {"traffic": [{"target": "ghost", "percent": 100}]})
-    assert (status, body) == (400, {"error": "traffic names an unknown target", "problems": [
+    assert (status, body) == (400, {
+        "error": "update of service default/hello rejected, nothing was changed", "problems": [
         {"path": "traffic", "reason": "unknown revision or tag 'ghost'"}]})
+
+
+class _Rejects(FakeController):
+    def __init__(self, exc: Exception) -> None:
+        super().__init__()
+        self.exc = exc
+
+    async def apply(self, documents):
+        raise self.exc
+
+
+REJECTIONS = [
+    pytest.param(ValidationError([FieldProblem("spec.template", "is required", "Service/a"),
+                                  FieldProblem("", "no name")]),
+                 {"error": "apply rejected, nothing was changed", "problems": [
+                     {"object": "Service/a", "path": "spec.template", "reason": "is required"},
+                     {"path": "", "reason": "no name"}]},
+                 id="serving-validation-error"),
+    pytest.param(InvalidRequestError("config-autoscaler:\n  stable-window too short"),
+                 {"error": "config-autoscaler: stable-window too short", "problems": []},
+                 id="no-problems-message-on-one-line"),
+]
+
+
+@pytest.mark.parametrize(("exc", "want"), REJECTIONS)
+async def test_rejections_are_400_with_a_summary_line(exc, want):
+    async with serve_admin(_Rejects(exc)) as port, aiohttp.ClientSession() as http:
+        async with asyncio.timeout(10), http.post(
+                f"http://127.0.0.1:{port}/v1/apply",
+                json={"documents": [{"filename": "a", "text": ""}]}) as resp:
+            assert (resp.status, await resp.json()) == (400, want)
 
 
 class _Broken(FakeController):

@@ -78,13 +78,15 @@ async def test_apply_several_files_prints_each_object(surge, tmp_path):
 
 
 async def test_rejected_apply_prints_every_problem_and_exits_1(surge, tmp_path):
-    bad = _write(tmp_path, "bad.yaml", "kind: Route\nmetadata: {}\n")
+    bad = _write(tmp_path, "bad.yaml", "kind: Route\nmetadata: {}\n---\nkind: Route\n"
+                 "metadata: {name: r}\n")
     rc, out, err = await surge.run("apply", "-f", bad)
     assert (rc, out) == (1, "")
     assert err.splitlines() == [
-        "surge: 2 problem(s) in the manifests",
+        "surge: apply rejected, nothing was changed",
         f"  {bad}[0].metadata.name: is required",
-        f"  {bad}[0].kind: 'Route' is not supported"]
+        f"  Route/None: {bad}[0].kind: 'Route' is not supported",
+        f"  Route/r: {bad}[1].kind: 'Route' is not supported"]
 
 
 async def test_apply_of_a_missing_file_sends_nothing(surge, tmp_path):
@@ -210,7 +212,8 @@ async def test_update_rejected_by_the_stack_prints_its_problems(surge):
     await surge.apply_hello()
     rc, _, err = await surge.run("service", "update", "hello", "--traffic", "ghost=100")
     assert rc == 1
-    assert err.splitlines() == ["surge: traffic names an unknown target",
+    assert err.splitlines() == [
+        "surge: update of service default/hello rejected, nothing was changed",
                                 "  traffic: unknown revision or tag 'ghost'"]
 
 
