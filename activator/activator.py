@@ -2,9 +2,9 @@
 
 `Activator` ties the parts together and is the only object the stack needs:
 
-    control plane ──set_routes(HostRoute...)──────────► route table (swapped whole)
-                  ──set_revision(RevisionEndpoints)──► prober (listed pods) + throttler
-                  ──remove_revision(key)─────────────► both forget it; parked requests 503
+    control plane ─ set_routes(HostRoute...) ─────────► route table (swapped whole)
+                  ─ set_revision(RevisionEndpoints) ─► prober (listed pods) + throttler
+                  ─ remove_revision(key) ────────────► both forget it; parked ones 503
     prober ── a pod's probe passed ──► throttler gets the new healthy set
     clients ──► ProxyServer ──► ActivatorHandler ──► pods' queue-proxies
     reporter ── every 1 s, and the cold-start poke ──► StatSink (the autoscaler)
@@ -29,7 +29,14 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dataplane import REPORTING_PERIOD_S, Clock, PodAddress, RevisionEndpoints, RevisionKey, StatSink
+from dataplane import (
+    REPORTING_PERIOD_S,
+    Clock,
+    PodAddress,
+    RevisionEndpoints,
+    RevisionKey,
+    StatSink,
+)
 from dataplane.proxy import ProxyConfig, ProxyServer, ProxyStats
 
 from .handler import ActivatorHandler, RevisionState
@@ -55,6 +62,19 @@ class ActivatorConfig:
     shutdown_timeout_s: float = 30.0  # aclose() waits this long for requests in flight
     seed: int | None = None  # random source for splits and power of two choices (tests)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name}: {getattr(self, name)!r} must be > 0"
+            for name in ("probe_period_s", "probe_timeout_s", "report_period_s")
+            if not getattr(self, name) > 0
+        ]
+        if self.queue_depth < 0:
+            problems.append(f"queue_depth: {self.queue_depth!r} must be >= 0")
+        if self.shutdown_timeout_s < 0:
+            problems.append(f"shutdown_timeout_s: {self.shutdown_timeout_s!r} must be >= 0")
+        if problems:
+            raise ValueError("activator config: " + "; ".join(problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +154,8 @@ class Activator:
         """Listen on host:port (or on `sock`, bound by the caller) and start probing/reporting."""
         if self._started:
             raise RuntimeError("activator already started")
-        self._started = True
         await self._server.start(host, port, sock=sock)
+        self._started = True
         self._runner = asyncio.create_task(self._run(), name="activator")
         self._runner.add_done_callback(self._runner_done)
 

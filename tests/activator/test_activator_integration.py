@@ -126,7 +126,8 @@ async def pods():
 @pytest_asyncio.fixture
 async def stack():
     sink = Sink()
-    act = Activator(MonotonicClock(), sink, config=ActivatorConfig(seed=1, shutdown_timeout_s=2.0))
+    config = ActivatorConfig(seed=1, shutdown_timeout_s=2.0)
+    act = Activator(MonotonicClock(), sink, config=config)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     await act.start(sock=sock)
@@ -155,7 +156,8 @@ async def test_unknown_host_is_404_naming_it_and_probes_are_local(stack):
         status, body, _ = await get(session, "nope.example.com:8080")
         assert (status, body) == (404, "unknown host: nope.example.com:8080\n")
         assert (await get(session, HOST, {"User-Agent": "kube-probe/1.31"}))[0] == 200
-        assert (await get(session, HOST, {"K-Network-Probe": "activator"}))[:2] == (200, "activator")
+        probe = await get(session, HOST, {"K-Network-Probe": "activator"})
+        assert probe[:2] == (200, "activator")
         status, _, headers = await get(session, HOST, {"K-Network-Probe": "probe",
                                                         "K-Network-Hash": "abc"})
         assert (status, headers.get("K-Network-Hash")) == (200, "abc")
@@ -201,7 +203,8 @@ async def test_tag_host_and_tag_header_reach_exactly_their_revision(stack, pods)
         await act.wait_healthy(B)
         for _ in range(20):
             assert (await get(session, TAG_HOST))[:2] == (200, "b")
-            assert (await get(session, HOST.upper() + ":80", {"Knative-Serving-Tag": "canary"}))[:2] == (200, "b")
+            tagged = await get(session, HOST.upper() + ":80", {"Knative-Serving-Tag": "canary"})
+            assert tagged[:2] == (200, "b")
     assert pa.requests == 0 and pb.requests == 40
     assert pb.hosts[0] == TAG_HOST  # Host is forwarded as the client sent it
 
@@ -319,3 +322,33 @@ async def test_connection_refused_pod_is_retried_on_another_and_reprobed(stack, 
             assert (await get(session, HOST))[:2] == (200, second.name)
     assert act.healthy_pods(A) == {second.address}
     assert act.stats().revisions[A].in_flight == 0
+
+
+async def test_held_request_gets_503_with_reason_at_the_revision_timeout_or_removal(stack):
+    act, _, session = stack
+    other = RevisionKey("default", "other-00001")
+    act.set_revision(endpoints(A, [], timeout_s=0.2))
+    act.set_revision(endpoints(other, [], timeout_s=30.0))
+    act.set_routes([HostRoute(HOST, ((A, 100),)), HostRoute("other.example.com", ((other, 100),))])
+    async with asyncio.timeout(TIMEOUT_S):
+        status, body, _ = await get(session, HOST)
+        assert (status, body) == (503, "timed out waiting for capacity for revision "
+                                        "default/hello-00001\n")
+        held = asyncio.ensure_future(get(session, "other.example.com"))
+        while act.stats().revisions[other].waiting == 0:
+            await asyncio.sleep(0.01)  # polling for the park, bounded by the timeout above
+        act.remove_revision(other)
+        status, body, _ = await held
+        assert (status, body) == (503, "revision removed while waiting for capacity for "
+                                        "revision default/other-00001\n")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    pytest.param(dict(probe_period_s=0), "probe_period_s: 0 must be > 0", id="probe-period"),
+    pytest.param(dict(queue_depth=-1), "queue_depth: -1 must be >= 0", id="queue-depth"),
+    pytest.param(dict(report_period_s=-1.0, shutdown_timeout_s=-1.0),
+                 "report_period_s.*shutdown_timeout_s", id="every-problem-listed"),
+])
+def test_bad_config_is_rejected_with_every_reason(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ActivatorConfig(**kwargs)

@@ -79,7 +79,9 @@ def test_bad_route_is_rejected_with_reason(kwargs, message):
 
 def test_duplicate_host_is_rejected():
     with pytest.raises(ValueError, match="listed twice"):
-        RouteTable([HostRoute("h.example.com", ((A, 100),)), HostRoute("H.example.com.", ((B, 100),))])
+        RouteTable([
+            HostRoute("h.example.com", ((A, 100),)), HostRoute("H.example.com.", ((B, 100),)),
+        ])
 
 
 def test_route_is_immutable_and_copies_tags():
