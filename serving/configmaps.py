@@ -102,7 +102,7 @@ def parse_defaults_config(data: Mapping[str, Any]) -> DefaultsConfig:
                 problems.append(FieldProblem(f"data.{key}", str(exc)))
     if "revision_response_start_timeout_seconds" not in values:
         values["revision_response_start_timeout_seconds"] = values.get(
-            "revision_timeout_seconds", DefaultsConfig.revision_timeout_seconds)
+            "revision_timeout_seconds", DefaultsConfig().revision_timeout_seconds)
     cfg = replace(DefaultsConfig(), **values)
     broken = {p.path for p in problems}
 
