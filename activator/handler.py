@@ -33,7 +33,8 @@ the pod's queue-proxy directly, and the queue-proxy routes nothing by Host. A cl
 `K-Proxy-Request` and `K-Original-Host` are dropped (internal headers from outside are not
 trusted: the first would skew the autoscaler, the second would rewrite Host at the
 queue-proxy). `Knative-Serving-Revision`/`-Namespace` are not added: the revision is known
-here and the queue-proxy strips them anyway.
+here and the queue-proxy strips them anyway. A `Knative-Serving-Tag` naming a tag the
+host's route does not have is dropped, since the queue-proxy labels metrics with it.
 
 Retries (Knative's activator makes one attempt; we add this, bounded by the engine's
 `max_attempts`): a connect failure (refused, unreachable) is retried on another pod and
@@ -174,6 +175,11 @@ class ActivatorHandler:
             return LocalResponse(404, b"unknown revision: " + str(key).encode() + b"\n")
         if values[_STRIP] is not None:
             head.remove(h.K_PROXY_REQUEST, h.K_ORIGINAL_HOST)
+        tag = values[_TAG]
+        if tag is not None and not self.routes.has_tag(host, tag):
+            # The queue-proxy turns this header into a metric label: a value no route
+            # knows would let clients mint label values without bound.
+            head.remove(h.KNATIVE_SERVING_TAG)
 
         throttler = state.throttler
         proxied = throttler.mode is Mode.PROXY or not throttler.has_pods

@@ -145,6 +145,11 @@ class RouteTable:
                 return None
         return route.pick(tag, r)
 
+    def has_tag(self, host: bytes, tag: bytes) -> bool:
+        """Whether `tag` is a known tag of the route for `host` (raw Host header)."""
+        route = self._routes.get(host) or self._routes.get(normalize_host(host))
+        return route is not None and tag.strip().lower() in route.tags
+
     def hosts(self) -> list[str]:
         """The normalised hosts in the table, sorted."""
         return sorted(h.decode() for h in self._routes)

@@ -47,6 +47,7 @@ class Pod:
         self.max_in_flight = 0
         self.arrived = asyncio.Event()
         self.hosts: list[str] = []
+        self.tags: list[str | None] = []
         self._runner: web.AppRunner | None = None
         self.address: PodAddress | None = None
 
@@ -56,6 +57,7 @@ class Pod:
         self.requests += 1
         self.proxied += request.headers.get("K-Proxy-Request") == "activator"
         self.hosts.append(request.headers.get("Host", ""))
+        self.tags.append(request.headers.get("Knative-Serving-Tag"))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self.arrived.set()
@@ -205,8 +207,14 @@ async def test_tag_host_and_tag_header_reach_exactly_their_revision(stack, pods)
             assert (await get(session, TAG_HOST))[:2] == (200, "b")
             tagged = await get(session, HOST.upper() + ":80", {"Knative-Serving-Tag": "canary"})
             assert tagged[:2] == (200, "b")
-    assert pa.requests == 0 and pb.requests == 40
-    assert pb.hosts[0] == TAG_HOST  # Host is forwarded as the client sent it
+        assert pa.requests == 0 and pb.requests == 40
+        assert pb.hosts[0] == TAG_HOST  # Host is forwarded as the client sent it
+        assert pb.tags[1] == "canary"
+        # An unknown tag falls back to the split and does not reach the pod.
+        for _ in range(10):
+            assert (await get(session, HOST, {"Knative-Serving-Tag": "bogus"}))[0] == 200
+    assert pa.requests + pb.requests == 50
+    assert set(pa.tags) == {None} and pb.tags[40:] == [None] * (pb.requests - 40)
 
 
 async def test_cold_start_holds_the_request_pokes_at_once_and_completes(stack, pods):

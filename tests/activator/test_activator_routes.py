@@ -92,3 +92,14 @@ def test_route_is_immutable_and_copies_tags():
     assert route.splits == ((A, 100),)
     with pytest.raises(TypeError):
         route.tags["v"] = C  # type: ignore[index]
+
+
+@pytest.mark.parametrize("host, tag, want", [
+    pytest.param(b"hello.default.example.com", b"canary", True, id="known"),
+    pytest.param(b"HELLO.default.example.com:80", b"Canary", True, id="normalised"),
+    pytest.param(b"hello.default.example.com", b"nope", False, id="unknown-tag"),
+    pytest.param(b"canary-hello.default.example.com", b"canary", False, id="tag-host-has-none"),
+    pytest.param(b"nowhere.example.com", b"canary", False, id="unknown-host"),
+])
+def test_has_tag(host, tag, want):
+    assert TABLE.has_tag(host, tag) is want
