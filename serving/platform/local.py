@@ -29,12 +29,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import queue_proxy
 from dataplane.clock import Clock
-from dataplane.types import PodAddress, RevisionKey
+from dataplane.types import RevisionKey
 
 from .base import PlatformError, PodInfo, PodPhase, PodRemovalHook, PodsListener, PodTemplate, require_command
 from .pod import (
@@ -43,7 +42,8 @@ from .pod import (
 )
 from .ports import PortAllocator
 from .probe import probe_queue_proxy
-from .process import ChildProcess, describe_returncode, spawn, stop_group, stop_process
+from .process import describe_returncode, spawn, stop_group, stop_process
+from .state import LocalPlatformStats, PodState, RevisionState, kill_pod_now
 
 __all__ = ["LocalPlatform", "LocalPlatformStats"]
 
@@ -55,63 +55,6 @@ _QUEUE_PROXY_EXIT_MARGIN_S = 10.0
 _NOT_READY_AFTER_FAILURES = 3  # Kubernetes' default failureThreshold
 _HOOK_TIMEOUT_S = 10.0
 _QUEUE_PROXY_PATH = str(Path(queue_proxy.__file__).resolve().parent.parent)
-
-
-@dataclass(frozen=True, slots=True)
-class LocalPlatformStats:
-    """A snapshot of the local platform."""
-
-    revisions: int
-    pods: int
-    ready: int
-    pending: int
-    terminating: int
-    failed: int
-    starts: int
-    crashes: int
-    ports_reserved: int
-
-
-class _Pod:
-    """One pod's mutable state; only its supervisor task and `scale` change it."""
-
-    def __init__(self, name: str, key: RevisionKey, ports: PodPorts, logs: Path) -> None:
-        self.name, self.key, self.ports = name, key, ports
-        self.phase = PodPhase.PENDING
-        self.ready = False
-        self.app: ChildProcess | None = None
-        self.qp: ChildProcess | None = None
-        self.started_at: float | None = None
-        self.ready_since: float | None = None
-        self.restarts = 0
-        self.crashes_in_a_row = 0
-        self.last_exit: str | None = None
-        self.restart_at: float | None = None
-        self.backoff_s: float | None = None
-        self.stop_requested = asyncio.Event()
-        self.log_path = str(logs / f"{name}.log")
-        self.qp_log_path = str(logs / f"{name}.queue-proxy.log")
-
-    def info(self) -> PodInfo:
-        """A frozen snapshot."""
-        p = self.ports
-        running = lambda c: c.pid if c is not None and not c.has_exited else None  # noqa: E731
-        return PodInfo(
-            name=self.name, revision=self.key, phase=self.phase, ready=self.ready,
-            address=PodAddress("127.0.0.1", p.serving, p.stats), admin_port=p.admin,
-            metrics_port=p.metrics, user_port=p.user, app_pid=running(self.app),
-            queue_proxy_pid=running(self.qp), started_at=self.started_at,
-            restarts=self.restarts, last_exit=self.last_exit, log_path=self.log_path,
-            queue_proxy_log_path=self.qp_log_path, ready_since=self.ready_since,
-            restart_at=self.restart_at, backoff_s=self.backoff_s,
-        )
-
-
-class _Revision:
-    def __init__(self, key: RevisionKey, template: PodTemplate) -> None:
-        self.key, self.template = key, template
-        self.pods: dict[str, _Pod] = {}
-        self.tasks: dict[str, asyncio.Task[None]] = {}
 
 
 class LocalPlatform:
@@ -139,7 +82,7 @@ class LocalPlatform:
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._working_dir = working_dir or os.getcwd()
         self._ports = PortAllocator()
-        self._revisions: dict[RevisionKey, _Revision] = {}
+        self._revisions: dict[RevisionKey, RevisionState] = {}
         self._listeners: list[PodsListener] = []
         self._waiters: set[asyncio.Future[None]] = set()
         self._hook: PodRemovalHook | None = None
@@ -159,7 +102,7 @@ class LocalPlatform:
             self._ports.reserve(template.user_port)
         rev = self._revisions.get(key)
         if rev is None:
-            self._revisions[key] = _Revision(key, template)
+            self._revisions[key] = RevisionState(key, template)
         else:
             rev.template = template
 
@@ -241,7 +184,7 @@ class LocalPlatform:
         """SIGKILL every pod's processes now (no drain); for emergencies and exit paths."""
         for rev in self._revisions.values():
             for pod in rev.pods.values():
-                _kill_now(pod)
+                kill_pod_now(pod)
             for task in rev.tasks.values():
                 task.cancel()
 
@@ -272,19 +215,19 @@ class LocalPlatform:
         if ports.user != template.user_port:
             self._ports.release((ports.user,))
 
-    def _add_pod(self, rev: _Revision) -> None:
-        pod = _Pod(new_pod_name(rev.key.name, rev.pods), rev.key, self._allocate_ports(rev.template),
+    def _add_pod(self, rev: RevisionState) -> None:
+        pod = PodState(new_pod_name(rev.key.name, rev.pods), rev.key, self._allocate_ports(rev.template),
                    self._logs)
         rev.pods[pod.name] = pod
         task = asyncio.get_running_loop().create_task(self._supervise(rev, pod), name=f"pod {pod.name}")
         rev.tasks[pod.name] = task
         task.add_done_callback(lambda t: rev.tasks.pop(pod.name, None))
 
-    def _request_stop(self, pod: _Pod) -> None:
+    def _request_stop(self, pod: PodState) -> None:
         pod.stop_requested.set()
         pod.phase, pod.ready, pod.restart_at = PodPhase.TERMINATING, False, None
 
-    def _changed(self, rev: _Revision) -> None:
+    def _changed(self, rev: RevisionState) -> None:
         pods = self.pods(rev.key)
         for listener in list(self._listeners):
             try:
@@ -295,7 +238,7 @@ class LocalPlatform:
             if not fut.done():
                 fut.set_result(None)
 
-    def _note(self, pod: _Pod, message: str) -> None:
+    def _note(self, pod: PodState, message: str) -> None:
         # Platform events go into the pod's log beside the app's own output, so
         # `surge logs` tells the whole story (start, crash, back-off, stop).
         _log.info("pod %s: %s", pod.name, message)
@@ -307,7 +250,7 @@ class LocalPlatform:
 
     # -- one pod's life -----------------------------------------------------------------
 
-    async def _supervise(self, rev: _Revision, pod: _Pod) -> None:
+    async def _supervise(self, rev: RevisionState, pod: PodState) -> None:
         try:
             while not pod.stop_requested.is_set():
                 if await self._start(rev, pod) and not await self._watch(rev, pod):
@@ -318,17 +261,17 @@ class LocalPlatform:
                     await self._back_off(rev, pod)
             await self._drain(rev, pod)
         except asyncio.CancelledError:
-            _kill_now(pod)
+            kill_pod_now(pod)
             raise
         except Exception:  # a bug here must not leave processes behind unseen
             _log.exception("pod %s: supervisor failed; killing the pod", pod.name)
-            _kill_now(pod)
+            kill_pod_now(pod)
         finally:
             self._release_ports(pod.ports, rev.template)
             rev.pods.pop(pod.name, None)
             self._changed(rev)
 
-    async def _start(self, rev: _Revision, pod: _Pod) -> bool:
+    async def _start(self, rev: RevisionState, pod: PodState) -> bool:
         template, key = rev.template, rev.key
         if pod.started_at is not None:  # a restart: fresh ports, in case ours were taken
             self._release_ports(pod.ports, template)
@@ -364,13 +307,13 @@ class LocalPlatform:
         self._changed(rev)
         return True
 
-    def _start_failed(self, pod: _Pod, reason: str) -> None:
+    def _start_failed(self, pod: PodState, reason: str) -> None:
         # Kubernetes treats a container that cannot start like one that crashed.
         self._crashes += 1
         pod.crashes_in_a_row = self._backoff.consecutive(pod.crashes_in_a_row, None)
         pod.last_exit = reason
 
-    async def _watch(self, rev: _Revision, pod: _Pod) -> bool:
+    async def _watch(self, rev: RevisionState, pod: PodState) -> bool:
         """Until a process exits (True: a crash) or a stop is requested (False)."""
         assert pod.app is not None and pod.qp is not None
         prober = asyncio.ensure_future(self._probe_loop(rev, pod))
@@ -384,10 +327,12 @@ class LocalPlatform:
             await asyncio.gather(prober, *waits, return_exceptions=True)
         return not pod.stop_requested.is_set()
 
-    async def _probe_loop(self, rev: _Revision, pod: _Pod) -> None:
+    async def _probe_loop(self, rev: RevisionState, pod: PodState) -> None:
         failures = 0
         while True:
             ok = await probe_queue_proxy("127.0.0.1", pod.ports.serving, self._probe_timeout_s)
+            if pod.stop_requested.is_set():
+                return  # a pod being removed never turns ready again, whatever the probe said
             failures = 0 if ok else failures + 1
             if ok and not pod.ready:
                 pod.ready, pod.phase = True, PodPhase.RUNNING
@@ -400,12 +345,14 @@ class LocalPlatform:
                 self._changed(rev)
             await self._clock.sleep(self._probe_period_s if pod.ready else self._ready_poll_s)
 
-    async def _stop_crashed(self, rev: _Revision, pod: _Pod) -> None:
+    async def _stop_crashed(self, rev: RevisionState, pod: PodState) -> None:
         app, qp = pod.app, pod.qp
         assert app is not None
         crashed = app if app.has_exited or qp is None else qp
         ready_for = None if pod.ready_since is None else self._clock.now() - pod.ready_since
         pod.ready = False
+        if not pod.stop_requested.is_set():
+            pod.phase = PodPhase.FAILED
         self._changed(rev)
         # The app's death leaves the queue-proxy nothing to drain: kill the group. A
         # queue-proxy death gives the app a short grace to finish and clean up.
@@ -416,7 +363,7 @@ class LocalPlatform:
         pod.last_exit = f"{crashed.role} {describe_returncode(crashed.returncode)}"
         pod.app = pod.qp = None
 
-    async def _back_off(self, rev: _Revision, pod: _Pod) -> None:
+    async def _back_off(self, rev: RevisionState, pod: PodState) -> None:
         delay = self._backoff.delay(max(pod.crashes_in_a_row, 1))
         pod.phase, pod.ready = PodPhase.FAILED, False
         pod.backoff_s, pod.restart_at = delay, self._clock.now() + delay
@@ -431,8 +378,9 @@ class LocalPlatform:
             stopper.cancel()
             await asyncio.gather(sleeper, stopper, return_exceptions=True)
 
-    async def _drain(self, rev: _Revision, pod: _Pod) -> None:
+    async def _drain(self, rev: RevisionState, pod: PodState) -> None:
         pod.phase, pod.ready = PodPhase.TERMINATING, False
+        self._changed(rev)
         if self._hook is not None:
             try:
                 async with asyncio.timeout(_HOOK_TIMEOUT_S):
@@ -450,10 +398,3 @@ class LocalPlatform:
             self._note(pod, "stopped: " + ", ".join(
                 f"{c.role} {describe_returncode(c.returncode)}" for c in (app, qp) if c is not None))
         pod.app = pod.qp = None
-
-
-def _kill_now(pod: _Pod) -> None:
-    """SIGKILL a pod's processes at once; they are reaped when their exit is seen."""
-    for child in (pod.qp, pod.app):
-        if child is not None:
-            child.kill_and_reap()
