@@ -216,8 +216,8 @@ class LocalPlatform:
             self._ports.release((ports.user,))
 
     def _add_pod(self, rev: RevisionState) -> None:
-        pod = PodState(new_pod_name(rev.key.name, rev.pods), rev.key, self._allocate_ports(rev.template),
-                   self._logs)
+        name = new_pod_name(rev.key.name, rev.pods)
+        pod = PodState(name, rev.key, self._allocate_ports(rev.template), self._logs)
         rev.pods[pod.name] = pod
         task = asyncio.get_running_loop().create_task(self._supervise(rev, pod), name=f"pod {pod.name}")
         rev.tasks[pod.name] = task
