@@ -343,15 +343,18 @@ def delete_service(state: ServingState, namespace: str, name: str) -> ApplyResul
 
 
 def update_service(state: ServingState, namespace: str, name: str, *, now: float,
-                   env: Mapping[str, str | None] | None = None, traffic: Mapping[str, int] | None = None,
+                   env: Mapping[str, str | None] | None = None,
+                   traffic: Mapping[str, int] | None = None,
                    tags: Mapping[str, str] | None = None,
                    untags: Iterable[str] | None = None) -> ApplyResult:
     """Edit a Service as `kn service update` does, then apply it like an edited manifest.
 
-    env sets variables of the container (None removes one; a change makes a new revision). untags, then tags (revision or
-    `@latest` to tag), then traffic (revision, `@latest` or tag to percent; targets not
-    named keep their tag at 0% or are dropped) edit spec.traffic. A template change
-    drops a bring-your-own revision name, which would otherwise have to change too.
+    env sets variables of the container (None removes one; a change makes a new
+    revision). Then spec.traffic: untags first; then tags (revision name or `@latest`
+    to tag: an untagged target of it takes the tag, else one is added at 0%); then
+    traffic (revision, `@latest` or tag to percent: tagged targets not named stay at
+    0%, untagged ones are dropped). A template change drops a bring-your-own revision
+    name, which would otherwise have to change too.
     """
     key = ObjectKey(namespace, name)
     svc = state.services.get(key)
@@ -373,8 +376,14 @@ def update_service(state: ServingState, namespace: str, name: str, *, now: float
         targets[i] = replace(targets[i], tag="")
         if not targets[i].percent:
             del targets[i]
-    for rev, tag in (tags or {}).items():
-        targets.append(_target(rev, 0, tag))
+    for ref, tag in (tags or {}).items():
+        new = _target(ref, 0, tag)
+        untagged = [i for i, t in enumerate(targets) if not t.tag and (
+            t.revision_name, t.latest_revision) == (new.revision_name, new.latest_revision)]
+        if untagged:  # kn tags an existing untagged target in place, keeping its percent
+            targets[untagged[0]] = replace(targets[untagged[0]], tag=tag)
+        else:
+            targets.append(new)
     if traffic is not None:
         kept = [replace(t, percent=0) for t in targets if t.tag]
         for ref, pct in traffic.items():

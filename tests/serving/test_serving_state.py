@@ -26,8 +26,9 @@ def svc(env="v1", *, name="", traffic="", annotations="", meta_annotations="") -
     if name or annotations:
         tmeta = "    metadata:\n" + (f"      name: {name}\n" if name else "") + (
             f"      annotations: {annotations}\n" if annotations else "")
+    extra = f", annotations: {meta_annotations}" if meta_annotations else ""
     return (f"apiVersion: serving.knative.dev/v1\nkind: Service\n"
-            f"metadata: {{name: hello{', annotations: ' + meta_annotations if meta_annotations else ''}}}\n"
+            f"metadata: {{name: hello{extra}}}\n"
             f"spec:\n  template:\n{tmeta}    spec:\n      containers:\n"
             f"        - image: hello\n          command: [python, app.py]\n"
             f"          env: [{{name: TARGET, value: {env}}}]\n"
@@ -312,6 +313,10 @@ def test_update_service_tags_and_traffic_as_kn_does():
                             traffic={"@latest": 100}, now=NOW + 3)
     assert [t.to_knative() for t in result.state.services[HELLO].traffic] == [
         {"latestRevision": True, "percent": 100}]
+    tagged = update_service(result.state, "default", "hello", tags={"@latest": "current"},
+                            now=NOW + 4)
+    assert [t.to_knative() for t in tagged.state.services[HELLO].traffic] == [
+        {"tag": "current", "latestRevision": True, "percent": 100}]
     with pytest.raises(ValidationError, match="no traffic target has tag 'nope'"):
         update_service(result.state, "default", "hello", untags=["nope"], now=NOW)
     with pytest.raises(ValidationError, match="sum to 50"):
