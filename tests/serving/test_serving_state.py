@@ -94,6 +94,13 @@ def test_first_apply_creates_revision_route_and_a_routable_host(text):
     assert all(c.status == "True" for c in status.conditions)
     assert status.latest_ready_revision_name == "hello-00001"
     assert status.url == "http://hello.default.example.com"
+    revision = state.revisions[rk("hello-00001")].to_knative()
+    assert revision["metadata"]["labels"] == {
+        "serving.knative.dev/configuration": "hello",
+        "serving.knative.dev/configurationGeneration": "1", "serving.knative.dev/service": "hello"}
+    assert revision["metadata"]["creationTimestamp"] == "2023-11-14T22:13:20Z"
+    assert revision["spec"]["timeoutSeconds"] == 300
+    assert revision["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
 
 
 # Steps: (manifest or readiness event, latestCreated, latestReady, main host splits).
