@@ -1,0 +1,487 @@
+"""The seed's autoscaling experiment on the local stack: `hey -c 50 -z 30s`, pods over time.
+
+    python bench/autoscale.py [--concurrency 50] [--duration 30] [--lead 5] [--tail 75]
+
+What it does. Starts `surge up` on a free port with a fresh temporary state directory,
+applies examples/autoscaling/service.yaml (containerConcurrency 10, target 10, min-scale
+1, max-scale 100), waits for its first pod, then runs hey against the ingress with the
+service's Host header. From `--lead` seconds before the load until `--tail` seconds after
+it, once a second, it records:
+
+* pods of the revision: total (Pending + Running) and ready, from the admin API (what
+  `surge get pods -o json` prints);
+* the autoscaler's view of the revision from its Prometheus metrics: stable and panic
+  concurrency (requests in flight averaged over the stable and panic windows), desired
+  pods, excess burst capacity and panic mode.
+
+Then it stops the stack by PID (SIGTERM, the way Ctrl-C stops it; SIGKILL for the
+process group if it has not exited within `--stop-grace` seconds), writes a JSON summary
+and a PNG: pods (total, ready, desired) above, concurrency below, panic shaded on both.
+
+What to expect (the KPA, reference sections 1.4 and 2): each pod is meant to carry
+target x utilization = 10 x 0.7 = 7 requests, so 50 clients in a closed loop want
+ceil(50 / 7) = 8 pods. Load arrives far faster than a 60 s average moves, so the panic
+window (6 s) sees 50 against 1 x 7 of capacity, which is at least twice the target:
+panic mode, scaling straight to 8. Panic holds until the load has stayed below the
+threshold for a stable window, and scale-down afterwards halves the surplus per tick
+(max-scale-down-rate 2) once the 60 s stable average has dropped, so the tail needs more
+than 60 s to show the way back to min-scale 1. The summary compares the pods held in the
+last 10 s of load with that expectation computed from the stable concurrency observed.
+
+Not a test: the figures depend on the machine. On a 2-core machine, 8 pods are 16 Python
+processes next to the stack and hey, so latencies grow with the pod count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # run as `python bench/autoscale.py` from anywhere
+
+from proxy_overhead import parse_hey  # noqa: E402  (bench/ is on sys.path as the script dir)
+
+from serving.cli import AdminClient, CliError  # noqa: E402
+from serving.statedir import StateDirError, find_running_stack  # noqa: E402
+
+INSTALL_HINT = "apt-get update && apt-get install -y hey"
+EXAMPLE = ROOT / "examples" / "autoscaling" / "service.yaml"
+SERVICE = "autoscale-python"
+NAMESPACE = "default"
+LIVE_PHASES = ("Pending", "Running")
+# The autoscaler's gauges the bench reads (Knative's legacy names, labelled revision_name).
+METRICS = {
+    "autoscaler_stable_request_concurrency": "stable_concurrency",
+    "autoscaler_panic_request_concurrency": "panic_concurrency",
+    "autoscaler_desired_pods": "desired_pods",
+    "autoscaler_excess_burst_capacity": "excess_burst_capacity",
+    "autoscaler_panic_mode": "panic",
+    "autoscaler_target_concurrency_per_pod": "target_per_pod",
+}
+
+
+# --- the stack under test ----------------------------------------------------------------
+
+def free_port() -> int:
+    """A port the kernel says is free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SurgeStack:
+    """One `surge up` in its own session on a temporary state directory; stopped by PID."""
+
+    def __init__(self, port: int, state_dir: Path, log_path: Path) -> None:
+        self.port, self.state_dir, self.log_path = port, state_dir, log_path
+        self.proc: subprocess.Popen | None = None
+        self.client: AdminClient | None = None
+        self.metrics_url: str | None = None
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start `surge up` from the repository root; return once its admin API answers."""
+        env = dict(os.environ)
+        # Pods run `python examples/helloworld/app.py`: make `python` this interpreter,
+        # whose environment has aiohttp, whether or not the virtualenv is activated.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "serving.cli", "up", "--port", str(self.port),
+                 "--state-dir", str(self.state_dir)],
+                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"surge up exited with {self.proc.returncode}")
+            try:
+                stack = find_running_stack(self.state_dir, timeout_s=1.0)
+            except StateDirError:
+                stack = None
+            if stack is not None and stack.pid == self.proc.pid:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"surge up did not serve within {timeout_s:.0f} s")
+            time.sleep(0.1)  # admin.json appears once; nothing to wait on but the file
+        self.client = AdminClient(self.state_dir)
+        self.metrics_url = self._find_metrics()
+
+    def _find_metrics(self) -> str | None:
+        """The autoscaler's Prometheus endpoint: admin.json's `metrics_port`, else /metrics."""
+        try:
+            info = json.loads((self.state_dir / "admin.json").read_text())
+        except (OSError, ValueError):
+            info = {}
+        candidates = []
+        if isinstance(info.get("metrics_port"), int):
+            candidates.append(f"http://127.0.0.1:{info['metrics_port']}/metrics")
+        candidates.append(self.client.stack.url + "/metrics")
+        for url in candidates:
+            try:
+                text = self._get(url)
+            except OSError:
+                continue
+            if "autoscaler_" in text or "# HELP" in text:
+                return url
+        return None
+
+    def _get(self, url: str, timeout_s: float = 5.0) -> str:
+        req = urllib.request.Request(url)
+        if self.client is not None and self.client.stack.token:
+            req.add_header("Authorization", f"Bearer {self.client.stack.token}")
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return resp.read().decode()
+
+    def surge(self, *args: str, timeout_s: float = 180.0) -> str:
+        """Run one `surge` CLI command against this stack; its stdout, or RuntimeError."""
+        done = subprocess.run(
+            [sys.executable, "-m", "serving.cli", *args, "--state-dir", str(self.state_dir)],
+            cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"surge {' '.join(args)}: {done.stderr.strip() or done.stdout}")
+        return done.stdout
+
+    def pods(self) -> list[dict[str, Any]]:
+        """Every pod, as `surge get pods -o json` lists them."""
+        return self.client.call("GET", "/v1/pods")["items"]
+
+    def service(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+        """The Knative-shaped Service with its status."""
+        return self.client.call("GET", f"/v1/namespaces/{namespace}/services/{name}")["service"]
+
+    def autoscaler_metrics(self, revision: str) -> dict[str, float]:
+        """The autoscaler's gauges for `revision` ({} when there are none yet)."""
+        if self.metrics_url is None:
+            return {}
+        return parse_autoscaler_metrics(self._get(self.metrics_url), revision)
+
+    def stop(self, grace_s: float = 30.0) -> int | None:
+        """SIGTERM `surge up` (as Ctrl-C stops it); SIGKILL its group after `grace_s`."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                # Its own session: the group is surge up and anything it left behind.
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines `surge up` printed."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def wait_for(predicate, what: str, timeout_s: float, poll_s: float = 0.2) -> Any:
+    """Poll `predicate` until it returns something truthy; RuntimeError naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(poll_s)
+
+
+def http_get(port: int, host: str, timeout_s: float = 30.0) -> tuple[int, bytes]:
+    """GET / through the ingress with a Host header: (status, body)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+# --- pure parsing and summarizing ------------------------------------------------------
+
+def count_pods(items: Sequence[dict[str, Any]], revision: str) -> tuple[int, int]:
+    """(total, ready) pods of `revision`; total counts Pending and Running, not Terminating."""
+    mine = [p for p in items if p.get("revision") == revision and p.get("phase") in LIVE_PHASES]
+    return len(mine), sum(1 for p in mine if p.get("ready"))
+
+
+def parse_autoscaler_metrics(text: str, revision: str) -> dict[str, float]:
+    """The METRICS gauges of `revision` from Prometheus text, under their short names."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        short = METRICS.get(family.name)
+        if short is None:
+            continue
+        for sample in family.samples:
+            if sample.labels.get("revision_name") == revision:
+                out[short] = sample.value
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One second of the experiment; t_s is seconds since the load started."""
+
+    t_s: float
+    pods_total: int
+    pods_ready: int
+    desired_pods: float | None = None
+    stable_concurrency: float | None = None
+    panic_concurrency: float | None = None
+    excess_burst_capacity: float | None = None
+    panic: bool | None = None
+    target_per_pod: float | None = None
+
+
+def panic_spans(samples: Sequence[Sample]) -> list[tuple[float, float]]:
+    """[(start, end)) seconds during which the autoscaler reported panic mode."""
+    spans, start, last_t = [], None, None
+    for s in samples:
+        if s.panic and start is None:
+            start = s.t_s
+        elif not s.panic and start is not None:
+            spans.append((start, s.t_s))
+            start = None
+        last_t = s.t_s
+    if start is not None:
+        spans.append((start, last_t + 1.0))
+    return spans
+
+
+def summarize(samples: Sequence[Sample], duration_s: float, concurrency: int) -> dict[str, Any]:
+    """Headline figures: peak pods, time to it, pods late in the load against the KPA's ask.
+
+    Worked example: stable concurrency 49 and target 7 per pod in the last 10 s of load
+    give an expected ceil(49 / 7) = 7 pods; holding 8 there is within the +/-1 the
+    issue allows (the autoscaler's stable average still remembers the panic peak).
+    """
+    load = [s for s in samples if 0 <= s.t_s < duration_s]
+    late = [s for s in load if s.t_s >= duration_s - 10] or load
+    peak = max((s.pods_total for s in samples), default=0)
+    first_peak = next((s.t_s for s in samples if s.pods_total == peak), None)
+    first_up = next((s.t_s for s in load if s.pods_total > 1), None)
+    stable = [s.stable_concurrency for s in late if s.stable_concurrency is not None]
+    target = next((s.target_per_pod for s in samples if s.target_per_pod), None)
+    expected = math.ceil(statistics.median(stable) / target) if stable and target else None
+    spans = panic_spans(samples)
+    after = [s for s in samples if s.t_s >= duration_s]
+    return {
+        "clients": concurrency,
+        "kpa_pods_for_clients": math.ceil(concurrency / target) if target else None,
+        "peak_pods": peak,
+        "seconds_to_peak": first_peak,
+        "seconds_to_first_scale_up": first_up,
+        "pods_last_10s_of_load": statistics.median([s.pods_total for s in late]) if late else None,
+        "ready_pods_last_10s_of_load": statistics.median([s.pods_ready for s in late]) if late else None,
+        "stable_concurrency_last_10s": statistics.median(stable) if stable else None,
+        "target_per_pod": target,
+        "kpa_pods_for_observed_concurrency": expected,
+        "panic_spans_s": spans,
+        "panic_seconds": sum(b - a for a, b in spans),
+        "pods_at_end": samples[-1].pods_total if samples else None,
+        "seconds_after_load_to_min": next(
+            (s.t_s - duration_s for s in after if s.pods_total <= 1), None),
+    }
+
+
+# --- the plot ----------------------------------------------------------------------------
+
+def plot(samples: Sequence[Sample], duration_s: float, concurrency: int, title: str,
+         out: Path) -> None:
+    """Pods (top) and concurrency (bottom) over time, panic shaded, load period marked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # only when drawing
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    t = [s.t_s for s in samples]
+    fig = Figure(figsize=(10, 6.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    pods_ax, conc_ax = fig.subplots(2, 1, sharex=True)
+    pods_ax.step(t, [s.pods_total for s in samples], where="post", label="pods (total)", lw=2)
+    pods_ax.step(t, [s.pods_ready for s in samples], where="post", label="pods (ready)", lw=1.5)
+    if any(s.desired_pods is not None for s in samples):
+        pods_ax.step(t, [s.desired_pods for s in samples], where="post", ls="--",
+                     label="desired (autoscaler)")
+    pods_ax.set_ylabel("pods")
+    pods_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    pods_ax.set_ylim(bottom=0)
+    conc_ax.axhline(concurrency, color="grey", ls=":", label=f"hey -c {concurrency}")
+    if any(s.stable_concurrency is not None for s in samples):
+        conc_ax.plot(t, [s.stable_concurrency for s in samples], label="stable concurrency")
+        conc_ax.plot(t, [s.panic_concurrency for s in samples], label="panic concurrency")
+    else:
+        conc_ax.text(0.5, 0.5, "no autoscaler metrics exposed by the stack",
+                     transform=conc_ax.transAxes, ha="center", va="center")
+    conc_ax.set_ylabel("requests in flight")
+    conc_ax.set_xlabel("seconds since the load started")
+    conc_ax.set_ylim(bottom=0)
+    for ax in (pods_ax, conc_ax):
+        ax.axvspan(0, duration_s, color="tab:blue", alpha=0.06, lw=0)
+        for i, (a, b) in enumerate(panic_spans(samples)):
+            ax.axvspan(a, b, color="tab:red", alpha=0.18, lw=0, label="panic" if i == 0 else None)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize="small")
+    pods_ax.set_title(title)
+    fig.savefig(out, dpi=110)
+
+
+# --- the run -----------------------------------------------------------------------------
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--concurrency", "-c", type=int, default=50, help="hey -c (default 50)")
+    p.add_argument("--duration", "-z", type=int, default=30, help="hey -z, seconds (default 30)")
+    p.add_argument("--lead", type=int, default=5, help="seconds sampled before the load")
+    p.add_argument("--tail", type=int, default=75,
+                   help="seconds sampled after the load (default 75: past the 60 s window)")
+    p.add_argument("--manifest", type=Path, default=EXAMPLE, help="service manifest to apply")
+    p.add_argument("--service", default=SERVICE, help="the manifest's service name")
+    p.add_argument("--port", type=int, default=0, help="ingress port (default: a free one)")
+    p.add_argument("--json", type=Path, default=HERE / "out" / "autoscale.json",
+                   help="summary JSON (the PNG goes beside it)")
+    p.add_argument("--stop-grace", type=float, default=30.0,
+                   help="seconds surge up gets to stop before SIGKILL")
+    return p.parse_args(argv)
+
+
+class Sampler(threading.Thread):
+    """Samples the revision once a second on a thread while hey runs in the foreground."""
+
+    def __init__(self, stack: SurgeStack, revision: str, t0: float) -> None:
+        super().__init__(daemon=True)
+        self.stack, self.revision, self.t0 = stack, revision, t0
+        self.samples: list[Sample] = []
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        """One sample per whole second of the monotonic clock after t0, until stopped."""
+        tick = 0
+        while not self.stopping.is_set():
+            due = self.t0 + tick
+            if (wait := due - time.monotonic()) > 0 and self.stopping.wait(wait):
+                return
+            try:
+                total, ready = count_pods(self.stack.pods(), self.revision)
+                m = self.stack.autoscaler_metrics(self.revision)
+            except (CliError, OSError, ValueError) as exc:
+                self.errors.append(f"t={time.monotonic() - self.t0:.1f}: {exc}")
+            else:
+                panic = m.get("panic")
+                fields = {k: v for k, v in m.items() if k != "panic"}
+                self.samples.append(Sample(round(due - self.t0, 3), total, ready,
+                                           panic=None if panic is None else panic >= 1,
+                                           **fields))
+            # Skip ticks missed while the stack was slow to answer, rather than bunching.
+            tick = max(tick + 1, math.floor(time.monotonic() - self.t0) + 1)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the experiment; 0 on success, 1 on a failure, 2 when hey is missing."""
+    args = _parse_args(argv)
+    if shutil.which("hey") is None:
+        print(f"autoscale: hey is not installed; run: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    state_dir = Path(tempfile.mkdtemp(prefix="surge-bench-"))
+    port = args.port or free_port()
+    stack = SurgeStack(port, state_dir, args.json.with_suffix(".surge-up.log"))
+    host = f"{args.service}.{NAMESPACE}.example.com"
+    try:
+        stack.start()
+        print(f"surge up: pid {stack.proc.pid}, ingress 127.0.0.1:{port}; "
+              f"metrics: {stack.metrics_url or 'none found'}", flush=True)
+        print(stack.surge("apply", "-f", str(args.manifest)), end="", flush=True)
+        revision = wait_for(lambda: stack.service(args.service)["status"].get(
+            "latestReadyRevisionName"), "the revision to become ready", 120)
+        status, body = http_get(port, host)
+        if status != 200:
+            raise RuntimeError(f"GET with Host {host} answered {status}: {body[:200]!r}")
+        hey = ["hey", "-c", str(args.concurrency), "-z", f"{args.duration}s", "-host", host,
+               f"http://127.0.0.1:{port}/"]
+        print(f"{revision} ready; sampling {args.lead} s, then: {' '.join(hey)}", flush=True)
+        t0 = time.monotonic() + args.lead
+        sampler = Sampler(stack, revision, t0 - args.lead)
+        sampler.start()
+        time.sleep(max(0.0, t0 - time.monotonic()))
+        out = subprocess.run(hey, capture_output=True, text=True, check=False,
+                             timeout=args.duration + 120)
+        load_end = time.monotonic()
+        time.sleep(max(0.0, load_end + args.tail - time.monotonic()))
+        sampler.stopping.set()
+        sampler.join(timeout=10)
+    except (RuntimeError, CliError, subprocess.TimeoutExpired) as exc:
+        print(f"autoscale: {exc}; the end of surge up's output:", file=sys.stderr)
+        print(stack.log_tail(), file=sys.stderr)
+        return 1
+    finally:
+        code = stack.stop(args.stop_grace)
+        print(f"surge up stopped (exit status {code})", flush=True)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+    if out.returncode != 0:
+        print(f"autoscale: hey failed ({out.returncode}): {out.stderr.strip()}", file=sys.stderr)
+        return 1
+    # The sampler's clock started `lead` seconds early; shift so 0 is when hey started.
+    samples = [Sample(**{**asdict(s), "t_s": round(s.t_s - args.lead, 3)})
+               for s in sampler.samples]
+    result = parse_hey(out.stdout)
+    summary = summarize(samples, args.duration, args.concurrency)
+    doc = {
+        "experiment": {"hey": hey, "manifest": str(args.manifest.relative_to(ROOT))
+                       if args.manifest.is_relative_to(ROOT) else str(args.manifest),
+                       "revision": revision, "lead_s": args.lead, "tail_s": args.tail,
+                       "metrics_source": "autoscaler Prometheus" if stack.metrics_url else None,
+                       "cpus": os.cpu_count(), "loadavg": os.getloadavg()},
+        "hey": {"requests_per_s": result.requests_per_s, "p50_s": result.p50_s, "p90_s": result.p90_s,
+                "p99_s": result.p99_s, "status_counts": result.status_counts,
+                "errors": result.errors},
+        "summary": summary,
+        "sample_errors": sampler.errors,
+        "samples": [asdict(s) for s in samples],
+    }
+    args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    png = args.json.with_suffix(".png")
+    plot(samples, args.duration, args.concurrency,
+         f"{revision}: hey -c {args.concurrency} -z {args.duration}s "
+         f"(containerConcurrency 10, target 10)", png)
+    print(f"hey: {result.requests_per_s:.0f} requests/s, p50 {_ms(result.p50_s)}, "
+          f"p99 {_ms(result.p99_s)}, statuses {result.status_counts}, "
+          f"errors {sum(result.errors.values())}")
+    for key, value in summary.items():
+        print(f"  {key}: {value}")
+    print(f"wrote {args.json} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
