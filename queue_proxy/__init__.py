@@ -28,7 +28,13 @@ from .handler import (
 from .metrics import RequestMetrics, ResourceLabels, register_metrics
 from .probe import LocalResponse, ProbeKind, classify_request, local_response, needs_readiness
 from .readiness import ReadinessProber, probe_once
-from .servers import WAIT_FOR_DRAIN_PATH, build_admin_app, build_metrics_app, build_stats_app, start_app
+from .servers import (
+    WAIT_FOR_DRAIN_PATH,
+    build_admin_handler,
+    build_metrics_handler,
+    build_stats_handler,
+    start_side_server,
+)
 
 __all__ = [
     "ConfigError",
@@ -53,9 +59,9 @@ __all__ = [
     "RequestMetrics",
     "ResourceLabels",
     "WAIT_FOR_DRAIN_PATH",
-    "build_admin_app",
-    "build_metrics_app",
-    "build_stats_app",
+    "build_admin_handler",
+    "build_metrics_handler",
+    "build_stats_handler",
     "classify_request",
     "local_response",
     "needs_readiness",
@@ -65,6 +71,6 @@ __all__ = [
     "register_metrics",
     "route_tag",
     "serving_host",
-    "start_app",
+    "start_side_server",
     "to_wire",
 ]

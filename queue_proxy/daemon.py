@@ -3,7 +3,7 @@
 Theory of operation (Knative's `pkg/queue/sharedmain/main.go`, reference 4.7):
 
     starting  -> serving    the proxy engine (QUEUE_SERVING_PORT -> 127.0.0.1:USER_PORT),
-                            stats, Prometheus and admin apps listen; the Stat reporter
+                            stats, Prometheus and admin servers listen; the Stat reporter
                             ticks every second; the readiness prober starts at once and
                             polls aggressively until the user container first answers.
     serving   -> draining   1st SIGTERM/SIGINT: health checks answer 503 at once; ordinary
@@ -42,7 +42,7 @@ from .drain import Drainer
 from .handler import QueueProxyHandler
 from .metrics import RequestMetrics, ResourceLabels, register_metrics
 from .readiness import AGGRESSIVE_RETRY_INTERVAL_S, ReadinessProber
-from .servers import build_admin_app, build_metrics_app, build_stats_app, start_app
+from .servers import build_admin_handler, build_metrics_handler, build_stats_handler, start_side_server
 
 __all__ = ["DaemonError", "QueueProxyDaemon", "serving_host"]
 
@@ -103,12 +103,12 @@ class QueueProxyDaemon:
             ProxyConfig(forwarded_shim=True, max_idle_per_upstream=cc or _MAX_IDLE_UNLIMITED),
             clock,
         )
-        # Set by the first signal; the admin app's /wait-for-drain watches it (4.7).
+        # Set by the first signal; the admin server's /wait-for-drain watches it (4.7).
         self.terminating = asyncio.Event()
         self._hurry = asyncio.Event()  # 2nd signal: end the quiet period now
         self._cut = asyncio.Event()  # 3rd signal: cut in-flight requests
         self._signals = 0
-        self._runners: list = []
+        self._side_servers: list[ProxyServer] = []
 
     def on_signal(self, signum: int = signal.SIGTERM) -> None:
         """SIGTERM/SIGINT: the first starts the drain; later ones shorten the shutdown."""
@@ -153,18 +153,17 @@ class QueueProxyDaemon:
         except OSError as exc:
             raise DaemonError(f"QUEUE_SERVING_PORT: cannot listen on {host}:{config.queue_serving_port}: "
                               f"{exc.strerror or exc}") from exc
-        apps = (
-            ("QUEUE_STATS_PORT", build_stats_app(self.reporter.current), host, config.queue_stats_port),
-            ("QUEUE_METRICS_PORT", build_metrics_app(self.registry), host, config.queue_metrics_port),
-            ("QUEUE_ADMIN_PORT", build_admin_app(self.drainer, self.terminating),
+        sides = (
+            ("QUEUE_STATS_PORT", build_stats_handler(self.reporter.current), host, config.queue_stats_port),
+            ("QUEUE_METRICS_PORT", build_metrics_handler(self.registry), host, config.queue_metrics_port),
+            ("QUEUE_ADMIN_PORT", build_admin_handler(self.drainer, self.terminating),
              config.queue_admin_address, config.queue_admin_port),
         )
-        for name, app, app_host, port in apps:
+        for name, handler, side_host, port in sides:
             try:
-                self._runners.append(await start_app(
-                    app, host=app_host, port=port, shutdown_timeout_s=_SIDE_SERVER_SHUTDOWN_S))
+                self._side_servers.append(await start_side_server(handler, host=side_host, port=port))
             except OSError as exc:
-                raise DaemonError(f"{name}: cannot listen on {app_host}:{port}: {exc.strerror or exc}") from exc
+                raise DaemonError(f"{name}: cannot listen on {side_host}:{port}: {exc.strerror or exc}") from exc
         _log.info(
             "serving on %s:%d -> 127.0.0.1:%d (containerConcurrency %d, timeout %gs); "
             "stats :%d, metrics :%d, admin %s:%d",
@@ -214,9 +213,9 @@ class QueueProxyDaemon:
     async def _close(self) -> None:
         await self.prober.aclose()
         await self.drainer.aclose()
-        for runner in reversed(self._runners):
-            await runner.cleanup()
-        self._runners.clear()
+        for side in reversed(self._side_servers):
+            await side.shutdown(_SIDE_SERVER_SHUTDOWN_S)
+        self._side_servers.clear()
         if self.server.pool is not None:
             self.server.stop_accepting()
             self.server.pool.close_idle()

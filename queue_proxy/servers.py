@@ -1,120 +1,121 @@
-"""The queue-proxy's side servers (aiohttp): stats (9090), Prometheus (9091), admin (8022).
+"""The queue-proxy's side servers: stats (9090), Prometheus (9091), admin (8022).
 
-Each app is built by a function that takes its dependencies and nothing global, and runs
-on a socket (tests bind port 0 first) or a host and port through `start_app`.
+They run on the proxy engine itself (`dataplane.proxy.LocalHandler`), not on a web
+framework: the sidecar then imports nothing the proxy does not need (aiohttp alone
+cost it 11-15 MB of RSS), and the side ports get the engine's head limits, timeouts
+and graceful shutdown. Each handler is built by a function that takes its
+dependencies and nothing global, and is served on a socket (tests bind port 0 first)
+or a host and port through `start_side_server`.
 
 - Stats: `GET /metrics` returns the latest Stat (reference 3.2). Knative's autoscaler
   sends `Accept: application/protobuf` and gets Knative's protobuf `Stat` with that content
   type; anything else gets the same stat as JSON (for people and curl). Before the first
   report the stat is empty apart from the pod name (the caller's `current_stat` decides;
   `StatReporter.current` does exactly that). Kubelet probes get 200 on any path.
-- Metrics: `GET /metrics` renders the `CollectorRegistry` passed in.
+- Metrics: `GET /metrics` renders the `CollectorRegistry` passed in (kubelet probes: 200).
 - Admin: `/wait-for-drain` (any method, as Knative's mux) starts the drain and answers
-  200 when it is over, or after the reset when no SIGTERM follows within 1 s.
+  200 when it is over, or after the reset when no SIGTERM follows within 1 s. The wait
+  is one task for that request; every other connection is served meanwhile.
+Any other path gets 404; a method other than GET/HEAD on a `/metrics` gets 405.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from aiohttp import web
+# The package import pulls in all of prometheus_client (~5 MB of RSS, measured): it is a
+# project dependency that metrics.py needs anyway, so rendering stays with it.
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from dataplane.proxy import GET_HEAD, LocalHandler, LocalResponse, LocalRoute, ProxyServer, RequestHead
+from dataplane.proxy import headers as h
 from dataplane.stat import PROTOBUF_CONTENT_TYPE, Stat
 
 from .drain import Drainer
 
 __all__ = [
     "WAIT_FOR_DRAIN_PATH",
-    "build_admin_app",
-    "build_metrics_app",
-    "build_stats_app",
-    "start_app",
+    "build_admin_handler",
+    "build_metrics_handler",
+    "build_stats_handler",
+    "start_side_server",
 ]
 
 WAIT_FOR_DRAIN_PATH = "/wait-for-drain"
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_METRICS_PATH = b"/metrics"
+_PROTOBUF = PROTOBUF_CONTENT_TYPE.encode()
+_JSON = b"application/json; charset=utf-8"
+_PROMETHEUS = CONTENT_TYPE_LATEST.encode()
+_KUBE_PROBE_UA = b"kube-probe/"
+_OK = LocalResponse(200)
 
 
-def _is_kubelet_probe(request: web.Request) -> bool:
-    return request.headers.get("User-Agent", "").startswith("kube-probe/") or bool(
-        request.headers.get("K-Kubelet-Probe")
-    )
+class _KubeletProbeOk(LocalHandler):
+    """A LocalHandler whose kubelet probes succeed on any path while the server is up."""
+
+    __slots__ = ()
+
+    def begin(self, head: RequestHead):  # noqa: D102
+        ua = head.get(h.USER_AGENT)
+        if (ua is not None and ua.startswith(_KUBE_PROBE_UA)) or head.get(h.K_KUBELET_PROBE):
+            return _OK
+        return LocalHandler.begin(self, head)
 
 
-@web.middleware
-async def _kubelet_probe_ok(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    # Kubelet probes succeed on any path while the server is up.
-    if _is_kubelet_probe(request):
-        return web.Response(status=200)
-    return await handler(request)
+def build_stats_handler(current_stat: Callable[[], Stat]) -> LocalHandler:
+    """The autoscaler stats server: `GET /metrics` -> the latest Stat (protobuf or JSON)."""
 
-
-def build_stats_app(current_stat: Callable[[], Stat]) -> web.Application:
-    """The autoscaler stats app: `GET /metrics` -> the latest Stat (protobuf or JSON)."""
-
-    async def metrics(request: web.Request) -> web.Response:
+    def metrics(head: RequestHead) -> LocalResponse:
         stat = current_stat()
-        if PROTOBUF_CONTENT_TYPE in request.headers.get("Accept", ""):
-            return web.Response(body=stat.to_protobuf(), content_type=PROTOBUF_CONTENT_TYPE)
-        return web.Response(text=stat.to_json(), content_type="application/json")
+        if _PROTOBUF in (head.get(b"accept") or b""):
+            body = stat.to_protobuf()
+            # An all-default Stat encodes to no bytes; its type must still be named.
+            if not body:
+                return LocalResponse(200, b"", ((b"content-type", _PROTOBUF),))
+            return LocalResponse(200, body, content_type=_PROTOBUF)
+        return LocalResponse(200, stat.to_json().encode(), content_type=_JSON)
 
-    app = web.Application(middlewares=[_kubelet_probe_ok])
-    app.router.add_get("/metrics", metrics)
-    return app
-
-
-def build_metrics_app(registry: CollectorRegistry) -> web.Application:
-    """The Prometheus app: `GET /metrics` renders `registry` in the text format."""
-
-    async def metrics(request: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest(registry))
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
-
-    app = web.Application(middlewares=[_kubelet_probe_ok])
-    app.router.add_get("/metrics", metrics)
-    return app
+    return _KubeletProbeOk({_METRICS_PATH: LocalRoute(metrics, GET_HEAD)})
 
 
-def build_admin_app(drainer: Drainer, terminating: asyncio.Event) -> web.Application:
-    """The admin app: `/wait-for-drain` for the user container's preStop hook.
+def build_metrics_handler(registry: CollectorRegistry) -> LocalHandler:
+    """The Prometheus server: `GET /metrics` renders `registry` in the text format."""
+
+    def metrics(head: RequestHead) -> LocalResponse:
+        return LocalResponse(200, generate_latest(registry), content_type=_PROMETHEUS)
+
+    return _KubeletProbeOk({_METRICS_PATH: LocalRoute(metrics, GET_HEAD)})
+
+
+def build_admin_handler(drainer: Drainer, terminating: asyncio.Event) -> LocalHandler:
+    """The admin server: `/wait-for-drain` for the user container's preStop hook.
 
     `terminating` is the event the daemon sets on SIGTERM.
     """
 
-    async def wait_for_drain(request: web.Request) -> web.Response:
+    async def wait_for_drain() -> LocalResponse:
         await drainer.wait_for_drain(terminating)
-        return web.Response(status=200)
+        return _OK
 
-    app = web.Application()
-    app.router.add_route("*", WAIT_FOR_DRAIN_PATH, wait_for_drain)
-    return app
+    return LocalHandler({WAIT_FOR_DRAIN_PATH.encode(): LocalRoute(lambda head: wait_for_drain())})
 
 
-async def start_app(
-    app: web.Application,
+async def start_side_server(
+    handler: LocalHandler,
     *,
     sock: socket.socket | None = None,
     host: str | None = None,
     port: int | None = None,
-    shutdown_timeout_s: float = 5.0,
-) -> web.AppRunner:
-    """Serve `app` on a bound socket or on host:port; `await runner.cleanup()` stops it."""
+) -> ProxyServer:
+    """Serve `handler` on a bound socket or on host:port; `await server.shutdown(t)` stops it."""
     if (sock is None) == (port is None):
         raise ValueError("give either sock or port")
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout_s)
-    await runner.setup()
-    try:
-        if sock is not None:
-            site: web.BaseSite = web.SockSite(runner, sock)
-        else:
-            site = web.TCPSite(runner, host, port)
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    return runner
+    server = ProxyServer(handler)
+    if sock is not None:
+        await server.start(sock=sock)
+    else:
+        await server.start(host or "127.0.0.1", port)
+    return server

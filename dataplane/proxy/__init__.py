@@ -68,6 +68,9 @@ Worked example (a queue-proxy-like handler; build every response and Forward onc
     ...
     await server.shutdown(timeout_s=30.0)   # stop accepting, close idle, wait, cut
 
+A server with no upstream at all (the queue-proxy's stats, metrics and admin ports) uses
+`LocalHandler({b"/metrics": LocalRoute(render, GET_HEAD)})`: 404/405 for the rest.
+
 An activator's handler returns `Forward(pod, retry=self._retry)` where `_retry(head,
 error)` picks another pod (or returns None); it releases the pod in finish() using
 `outcome.upstream`. Retries happen only before any response byte and while no request
@@ -86,6 +89,7 @@ from .errors import (
     response_for,
 )
 from .hooks import Decision, Forward, Handler, LocalResponse, Outcome, RequestHead
+from .local import GET_HEAD, LocalHandler, LocalRoute, path_of
 from .pool import PoolStats, UpstreamPool
 from .server import ProxyConfig, ProxyServer, ProxyStats
 
@@ -94,9 +98,12 @@ __all__ = [
     "Decision",
     "ErrorKind",
     "Forward",
+    "GET_HEAD",
     "Handler",
     "HeadTooLarge",
+    "LocalHandler",
     "LocalResponse",
+    "LocalRoute",
     "Outcome",
     "PoolStats",
     "ProxyConfig",
@@ -109,5 +116,6 @@ __all__ = [
     "UpstreamPool",
     "UpstreamTimeout",
     "headers",
+    "path_of",
     "response_for",
 ]
