@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 
@@ -110,3 +111,152 @@ async def test_container_concurrency_1_never_gives_the_app_two_requests(stack, s
     assert load.statuses == {200: 100}
     status, body = await get(session, stack, "one", "/max")
     assert (status, body["max_in_flight"]) == (200, 1)
+
+
+async def test_steady_load_scales_to_the_kpa_count_then_to_zero_when_idle(stack, session):
+    # target 3 per pod at 100% utilization; 9 clients always in flight -> ceil(9 / 3) = 3.
+    await stack.apply(config_autoscaler(stable_window="6s", scale_to_zero_grace_period="2s"))
+    await stack.apply(service_yaml("auto", annotations={
+        ANN + "target": "3", ANN + "target-utilization-percentage": "100"}))
+    stop = asyncio.Event()
+    load = asyncio.ensure_future(run_load(session, stack, "auto", clients=9, until=stop,
+                                          path="/?sleep=0.2"))
+    try:
+        await _wait_pods(stack, session, lambda pods: sum(p["ready"] for p in pods) >= 3, 30)
+        counts = []
+        for _ in range(8):  # steady state: sampled over 4 s of unchanged load
+            await asyncio.sleep(0.5)
+            counts.append(len([p for p in await stack.pods(session)
+                               if p["phase"] != "Terminating"]))
+    finally:
+        stop.set()
+        result = await load
+    stopped_at = time.monotonic()
+
+    assert all(2 <= c <= 4 for c in counts), counts
+    assert set(result.statuses) == {200}, result.statuses
+    await _wait_pods(stack, session, lambda pods: pods == [], 45)
+    # Not before the stable window (6 s) has forgotten the load.
+    assert time.monotonic() - stopped_at >= 6
+
+
+async def test_update_under_load_moves_traffic_without_errors_and_delete_stops_pods(stack,
+                                                                                     session):
+    await stack.apply(service_yaml("upd"))
+    stop = asyncio.Event()
+    load = asyncio.ensure_future(run_load(session, stack, "upd", clients=4, until=stop,
+                                          path="/?sleep=0.05"))
+    try:
+        await _wait_first_answers(load, stack, session)
+        update = await stack.surge("service", "update", "upd", "--env", "TARGET=v2")
+        routed_at = time.monotonic()
+        assert update.rc == 0, update.err
+        assert "upd-00002" in update.out
+        await asyncio.sleep(1.0)  # keep the load on the new revision for a while
+    finally:
+        stop.set()
+        result = await load
+
+    assert set(result.statuses) == {200}, result.statuses
+    after = {rev for started, _, rev in result.log if started > routed_at + 0.1}
+    assert after == {"upd-00002"}
+    assert result.revisions["upd-00001"] > 0
+    pids = pids_of(await stack.pods(session))
+    assert pids
+
+    deleted = await stack.surge("delete", "service", "upd")
+
+    assert deleted.rc == 0, deleted.err
+    assert await stack.pods(session) == []
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    status, body = await get(session, stack, "upd")
+    assert status == 404 and "upd.default.example.com" in body
+
+
+async def _wait_first_answers(load: asyncio.Future, stack: Stack,
+                              session: aiohttp.ClientSession) -> None:
+    """Until the revision has a ready pod, so the load is flowing before the update."""
+    await _wait_pods(stack, session, lambda pods: any(p["ready"] for p in pods), 20)
+    assert not load.done()
+
+
+REJECTED = [
+    pytest.param(service_yaml("keep", target="v2", container_concurrency=-5),
+                 ["spec.template.spec.containerConcurrency"], id="bad-container-concurrency"),
+    pytest.param(service_yaml("keep", target="v2", annotations={ANN + "min-scale": "-1"}),
+                 [ANN + "min-scale"], id="bad-annotation"),
+    pytest.param(config_autoscaler(stable_window="2s"), ["stable-window", "6s"],
+                 id="bad-config-autoscaler"),
+    pytest.param(config_autoscaler(stable_window="10s") + "---\n"
+                 + service_yaml("keep", target="v2", container_concurrency=-5),
+                 ["containerConcurrency"], id="good-config-with-bad-service"),
+    pytest.param(re.sub(r"- command: .*", "- image: registry.example/app",
+                        service_yaml("keep", target="v2")),
+                 ["spec.template.spec.containers[0]", "cannot run locally", "add `command`"],
+                 id="image-only"),
+]
+
+
+async def test_rejected_manifests_and_configmaps_change_nothing(stack, session):
+    await stack.apply(service_yaml("keep"))
+    await _wait_service_ready(stack, session, "keep")
+    before = await _objects(stack, session)
+
+    for case in REJECTED:
+        text, expected = case.values
+        lines = len(stack.lines)
+        result = await stack.apply(text, ok=False)
+
+        assert result.rc == 1, case.id
+        assert "rejected, nothing was changed" in result.err, case.id
+        for words in expected:
+            assert words in result.err, (case.id, result.err)
+        assert await _objects(stack, session) == before, case.id
+        assert not [line for line in stack.lines[lines:] if "config-autoscaler" in line]
+    assert (await get(session, stack, "keep"))[1]["target"] == "v1"
+
+
+async def _wait_service_ready(stack: Stack, session: aiohttp.ClientSession, name: str) -> None:
+    """Poll the service (every 0.1 s) until its Ready condition is True."""
+    async with asyncio.timeout(20):
+        while True:
+            desc = await stack.admin(session, f"/v1/namespaces/default/services/{name}")
+            if {"type": "Ready", "status": "True"} in desc["service"]["status"]["conditions"]:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def _objects(stack: Stack, session: aiohttp.ClientSession) -> list:
+    """Every service, revision and route the stack holds (the state a reject must keep)."""
+    return [(await stack.admin(session, f"/v1/{kind}"))["items"]
+            for kind in ("services", "revisions", "routes")]
+
+
+async def test_restart_brings_services_back_with_revisions_and_traffic(stack, session):
+    await stack.apply(service_yaml("back", revision_name="back-one"))
+    await stack.apply(service_yaml("back", target="v2", revision_name="back-two", traffic="""\
+traffic:
+  - revisionName: back-one
+    percent: 100
+  - revisionName: back-two
+    percent: 0
+    tag: next
+"""))
+    before = (await stack.surge("describe", "service", "back", "-o", "json")).json()
+    pids = pids_of(await stack.pods(session))
+
+    assert await stack.stop() == 0
+    assert not (stack.state_dir / "admin.json").exists()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    await stack.start()
+
+    after = (await stack.surge("describe", "service", "back", "-o", "json")).json()
+    assert after["status"]["traffic"] == before["status"]["traffic"]
+    assert after["status"]["latestReadyRevisionName"] == "back-two"
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert (await get(session, stack, "back"))[1]["revision"] == "back-one"
+    assert (await get(session, stack, "back", tag="next"))[1]["revision"] == "back-two"
