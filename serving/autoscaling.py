@@ -225,9 +225,10 @@ class Autoscaling:
     def _on_decision(self, key: RevisionKey, decision: Decision) -> None:
         rev = self._revisions.get(key)
         if rev is not None and decision.desired_pods != rev.desired:
-            panic = " (panic)" if decision.panic else ""
+            panic = ", panic mode" if decision.panic else ""
+            was = f", was {rev.desired}" if rev.desired >= 0 else ""
             self._on_event("decision", key, f"autoscaler wants {decision.desired_pods} "
-                                            f"pod(s){panic}, was {max(rev.desired, 0)}")
+                                            f"pod(s){was}{panic}")
             rev.desired = decision.desired_pods
         self._mark(key)
 
