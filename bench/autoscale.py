@@ -10,9 +10,13 @@ it, once a second, it records:
 
 * pods of the revision: total (Pending + Running) and ready, from the admin API (what
   `surge get pods -o json` prints);
-* the autoscaler's view of the revision from its Prometheus metrics: stable and panic
-  concurrency (requests in flight averaged over the stable and panic windows), desired
-  pods, excess burst capacity and panic mode.
+* observed concurrency: each live pod's queue-proxy stats endpoint (the Stat the
+  autoscaler scrapes: requests in flight averaged over the last second), summed;
+* the autoscaler's decisions: from its Prometheus metrics (stable and panic concurrency,
+  desired pods, excess burst capacity, panic mode) when the stack serves them (admin.json
+  `metrics_port`, else the admin API's `/metrics`); otherwise from the lines `surge up`
+  prints for each change of the desired count ("autoscaler wants 8 pod(s) (panic), was
+  1"): desired pods, and panic as the flag of the latest such line.
 
 Then it stops the stack by PID (SIGTERM, the way Ctrl-C stops it; SIGKILL for the
 process group if it has not exited within `--stop-grace` seconds), writes a JSON summary
@@ -38,6 +42,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -62,7 +67,9 @@ sys.path.insert(0, str(ROOT))  # run as `python bench/autoscale.py` from anywher
 
 from proxy_overhead import parse_hey  # noqa: E402  (bench/ is on sys.path as the script dir)
 
+from autoscaler import AutoscalerConfig, resolve_spec  # noqa: E402
 from serving.cli import AdminClient, CliError  # noqa: E402
+from serving.manifests import parse_manifests  # noqa: E402
 from serving.statedir import StateDirError, find_running_stack  # noqa: E402
 
 INSTALL_HINT = "apt-get update && apt-get install -y hey"
@@ -77,8 +84,12 @@ METRICS = {
     "autoscaler_desired_pods": "desired_pods",
     "autoscaler_excess_burst_capacity": "excess_burst_capacity",
     "autoscaler_panic_mode": "panic",
-    "autoscaler_target_concurrency_per_pod": "target_per_pod",
 }
+# What `surge up` prints when the autoscaler changes a revision's desired count, e.g.
+# "05:14:28 revision/default/hello-00001: autoscaler wants 3 pod(s) (panic), was 1".
+DECISION_LINE = re.compile(
+    r"revision/[^/\s]+/(?P<revision>[^:\s]+): autoscaler wants (?P<desired>\d+) pod\(s\)"
+    r"(?P<panic> \(panic\))?, was \d+")
 
 
 # --- the stack under test ----------------------------------------------------------------
@@ -167,6 +178,19 @@ class SurgeStack:
         """Every pod, as `surge get pods -o json` lists them."""
         return self.client.call("GET", "/v1/pods")["items"]
 
+    def pod_concurrency(self, pods: Sequence[dict[str, Any]]) -> float:
+        """Sum of the pods' last reported average concurrency (queue-proxy stats, JSON)."""
+        total = 0.0
+        for pod in pods:
+            port = (pod.get("ports") or {}).get("stats")
+            if port:
+                try:
+                    stat = json.loads(self._get(f"http://127.0.0.1:{port}/metrics", 2.0))
+                except (OSError, ValueError):
+                    continue  # a pod starting or going away: it carries no load yet / any more
+                total += float(stat.get("average_concurrent_requests", 0.0))
+        return total
+
     def service(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
         """The Knative-shaped Service with its status."""
         return self.client.call("GET", f"/v1/namespaces/{namespace}/services/{name}")["service"]
@@ -190,6 +214,21 @@ class SurgeStack:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         return self.proc.returncode
+
+    def log_size(self) -> int:
+        """Bytes `surge up` has printed so far."""
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_lines(self, offset: int) -> tuple[list[str], int]:
+        """Whole lines printed since byte `offset`, and the offset after them."""
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # a partial last line waits for the next read
+        return data[:end].decode(errors="replace").splitlines(), offset + end
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines `surge up` printed."""
@@ -224,10 +263,9 @@ def http_get(port: int, host: str, timeout_s: float = 30.0) -> tuple[int, bytes]
 
 # --- pure parsing and summarizing ------------------------------------------------------
 
-def count_pods(items: Sequence[dict[str, Any]], revision: str) -> tuple[int, int]:
-    """(total, ready) pods of `revision`; total counts Pending and Running, not Terminating."""
-    mine = [p for p in items if p.get("revision") == revision and p.get("phase") in LIVE_PHASES]
-    return len(mine), sum(1 for p in mine if p.get("ready"))
+def count_pods(items: Sequence[dict[str, Any]], revision: str) -> list[dict[str, Any]]:
+    """The live pods of `revision`: Pending and Running (not Terminating, not Failed)."""
+    return [p for p in items if p.get("revision") == revision and p.get("phase") in LIVE_PHASES]
 
 
 def parse_autoscaler_metrics(text: str, revision: str) -> dict[str, float]:
@@ -243,6 +281,24 @@ def parse_autoscaler_metrics(text: str, revision: str) -> dict[str, float]:
     return out
 
 
+def parse_decisions(lines: Sequence[str], revision: str) -> list[tuple[int, bool]]:
+    """(desired pods, panic) of each decision line `surge up` printed for `revision`."""
+    out = []
+    for line in lines:
+        m = DECISION_LINE.search(line)
+        if m and m["revision"] == revision:
+            out.append((int(m["desired"]), m["panic"] is not None))
+    return out
+
+
+def target_per_pod(manifest_text: str) -> float:
+    """The KPA's per-pod target for the manifest's first Service under default config."""
+    svc = next(o for o in parse_manifests(manifest_text).objects if hasattr(o, "template"))
+    spec = resolve_spec(AutoscalerConfig(), svc.template.annotations,
+                        container_concurrency=svc.template.spec.container_concurrency or 0)
+    return spec.target_value
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One second of the experiment; t_s is seconds since the load started."""
@@ -250,12 +306,12 @@ class Sample:
     t_s: float
     pods_total: int
     pods_ready: int
+    pod_concurrency: float
     desired_pods: float | None = None
-    stable_concurrency: float | None = None
+    panic: bool | None = None
+    stable_concurrency: float | None = None     # only from the autoscaler's metrics
     panic_concurrency: float | None = None
     excess_burst_capacity: float | None = None
-    panic: bool | None = None
-    target_per_pod: float | None = None
 
 
 def panic_spans(samples: Sequence[Sample]) -> list[tuple[float, float]]:
@@ -273,38 +329,37 @@ def panic_spans(samples: Sequence[Sample]) -> list[tuple[float, float]]:
     return spans
 
 
-def summarize(samples: Sequence[Sample], duration_s: float, concurrency: int) -> dict[str, Any]:
-    """Headline figures: peak pods, time to it, pods late in the load against the KPA's ask.
+def summarize(samples: Sequence[Sample], duration_s: float, concurrency: int,
+              target: float) -> dict[str, Any]:
+    """Headline figures: peak pods, when, pods late in the load against the KPA's ask.
 
-    Worked example: stable concurrency 49 and target 7 per pod in the last 10 s of load
-    give an expected ceil(49 / 7) = 7 pods; holding 8 there is within the +/-1 the
-    issue allows (the autoscaler's stable average still remembers the panic peak).
+    Worked example: target 7 per pod; pods reporting 45 in flight in total over the last
+    10 s of load ask for ceil(45 / 7) = 7 pods; holding 7 or 8 there is within the +/-1
+    the issue allows. 50 clients would ask for ceil(50 / 7) = 8 if every one of them
+    always had a request inside a pod (some of each round trip is spent in hey and the
+    activator, so pods see a little less).
     """
     load = [s for s in samples if 0 <= s.t_s < duration_s]
     late = [s for s in load if s.t_s >= duration_s - 10] or load
     peak = max((s.pods_total for s in samples), default=0)
-    first_peak = next((s.t_s for s in samples if s.pods_total == peak), None)
-    first_up = next((s.t_s for s in load if s.pods_total > 1), None)
-    stable = [s.stable_concurrency for s in late if s.stable_concurrency is not None]
-    target = next((s.target_per_pod for s in samples if s.target_per_pod), None)
-    expected = math.ceil(statistics.median(stable) / target) if stable and target else None
+    observed = statistics.median([s.pod_concurrency for s in late]) if late else None
     spans = panic_spans(samples)
     after = [s for s in samples if s.t_s >= duration_s]
     return {
         "clients": concurrency,
-        "kpa_pods_for_clients": math.ceil(concurrency / target) if target else None,
+        "target_per_pod": target,
+        "kpa_pods_for_clients": math.ceil(concurrency / target),
         "peak_pods": peak,
-        "seconds_to_peak": first_peak,
-        "seconds_to_first_scale_up": first_up,
+        "seconds_to_peak": next((s.t_s for s in samples if s.pods_total == peak), None),
+        "seconds_to_first_scale_up": next((s.t_s for s in load if s.pods_total > 1), None),
         "pods_last_10s_of_load": statistics.median([s.pods_total for s in late]) if late else None,
         "ready_pods_last_10s_of_load": statistics.median([s.pods_ready for s in late]) if late else None,
-        "stable_concurrency_last_10s": statistics.median(stable) if stable else None,
-        "target_per_pod": target,
-        "kpa_pods_for_observed_concurrency": expected,
+        "pod_concurrency_last_10s": observed,
+        "kpa_pods_for_pod_concurrency": math.ceil(observed / target) if observed else None,
         "panic_spans_s": spans,
         "panic_seconds": sum(b - a for a, b in spans),
         "pods_at_end": samples[-1].pods_total if samples else None,
-        "seconds_after_load_to_min": next(
+        "seconds_after_load_to_one_pod": next(
             (s.t_s - duration_s for s in after if s.pods_total <= 1), None),
     }
 
@@ -312,7 +367,7 @@ def summarize(samples: Sequence[Sample], duration_s: float, concurrency: int) ->
 # --- the plot ----------------------------------------------------------------------------
 
 def plot(samples: Sequence[Sample], duration_s: float, concurrency: int, title: str,
-         out: Path) -> None:
+         out: Path, panic_label: str = "panic") -> None:
     """Pods (top) and concurrency (bottom) over time, panic shaded, load period marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # only when drawing
     from matplotlib.figure import Figure
@@ -326,24 +381,23 @@ def plot(samples: Sequence[Sample], duration_s: float, concurrency: int, title: 
     pods_ax.step(t, [s.pods_ready for s in samples], where="post", label="pods (ready)", lw=1.5)
     if any(s.desired_pods is not None for s in samples):
         pods_ax.step(t, [s.desired_pods for s in samples], where="post", ls="--",
-                     label="desired (autoscaler)")
+                     label="desired (decider, before min/max-scale)")
     pods_ax.set_ylabel("pods")
     pods_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     pods_ax.set_ylim(bottom=0)
     conc_ax.axhline(concurrency, color="grey", ls=":", label=f"hey -c {concurrency}")
+    conc_ax.plot(t, [s.pod_concurrency for s in samples], label="in flight at the pods")
     if any(s.stable_concurrency is not None for s in samples):
-        conc_ax.plot(t, [s.stable_concurrency for s in samples], label="stable concurrency")
-        conc_ax.plot(t, [s.panic_concurrency for s in samples], label="panic concurrency")
-    else:
-        conc_ax.text(0.5, 0.5, "no autoscaler metrics exposed by the stack",
-                     transform=conc_ax.transAxes, ha="center", va="center")
+        conc_ax.plot(t, [s.stable_concurrency for s in samples], label="stable (autoscaler)")
+        conc_ax.plot(t, [s.panic_concurrency for s in samples], label="panic (autoscaler)")
     conc_ax.set_ylabel("requests in flight")
-    conc_ax.set_xlabel("seconds since the load started")
+    conc_ax.set_xlabel("seconds since the load started (shaded blue: hey running)")
     conc_ax.set_ylim(bottom=0)
     for ax in (pods_ax, conc_ax):
         ax.axvspan(0, duration_s, color="tab:blue", alpha=0.06, lw=0)
         for i, (a, b) in enumerate(panic_spans(samples)):
-            ax.axvspan(a, b, color="tab:red", alpha=0.18, lw=0, label="panic" if i == 0 else None)
+            ax.axvspan(a, b, color="tab:red", alpha=0.18, lw=0,
+                       label=panic_label if i == 0 else None)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize="small")
     pods_ax.set_title(title)
@@ -363,7 +417,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--service", default=SERVICE, help="the manifest's service name")
     p.add_argument("--port", type=int, default=0, help="ingress port (default: a free one)")
     p.add_argument("--json", type=Path, default=HERE / "out" / "autoscale.json",
-                   help="summary JSON (the PNG goes beside it)")
+                   help="summary JSON (the PNG and surge up's output go beside it)")
     p.add_argument("--stop-grace", type=float, default=30.0,
                    help="seconds surge up gets to stop before SIGKILL")
     return p.parse_args(argv)
@@ -378,6 +432,9 @@ class Sampler(threading.Thread):
         self.samples: list[Sample] = []
         self.errors: list[str] = []
         self.stopping = threading.Event()
+        self._log_offset = stack.log_size()
+        self._desired: int | None = None
+        self._panic: bool | None = None
 
     def run(self) -> None:
         """One sample per whole second of the monotonic clock after t0, until stopped."""
@@ -387,18 +444,25 @@ class Sampler(threading.Thread):
             if (wait := due - time.monotonic()) > 0 and self.stopping.wait(wait):
                 return
             try:
-                total, ready = count_pods(self.stack.pods(), self.revision)
-                m = self.stack.autoscaler_metrics(self.revision)
+                self.samples.append(self._sample(round(due - self.t0, 3)))
             except (CliError, OSError, ValueError) as exc:
                 self.errors.append(f"t={time.monotonic() - self.t0:.1f}: {exc}")
-            else:
-                panic = m.get("panic")
-                fields = {k: v for k, v in m.items() if k != "panic"}
-                self.samples.append(Sample(round(due - self.t0, 3), total, ready,
-                                           panic=None if panic is None else panic >= 1,
-                                           **fields))
             # Skip ticks missed while the stack was slow to answer, rather than bunching.
             tick = max(tick + 1, math.floor(time.monotonic() - self.t0) + 1)
+
+    def _sample(self, t_s: float) -> Sample:
+        live = count_pods(self.stack.pods(), self.revision)
+        ready = sum(1 for p in live if p.get("ready"))
+        concurrency = self.stack.pod_concurrency(live)
+        metrics = self.stack.autoscaler_metrics(self.revision)
+        if metrics:
+            panic = metrics.pop("panic", None)
+            return Sample(t_s, len(live), ready, concurrency,
+                          panic=None if panic is None else panic >= 1, **metrics)
+        lines, self._log_offset = self.stack.log_lines(self._log_offset)
+        for desired, panic in parse_decisions(lines, self.revision):
+            self._desired, self._panic = desired, panic
+        return Sample(t_s, len(live), ready, concurrency, self._desired, self._panic)
 
 
 def _ms(seconds: float | None) -> str:
@@ -411,15 +475,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("hey") is None:
         print(f"autoscale: hey is not installed; run: {INSTALL_HINT}", file=sys.stderr)
         return 2
+    target = target_per_pod(args.manifest.read_text(encoding="utf-8"))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     state_dir = Path(tempfile.mkdtemp(prefix="surge-bench-"))
     port = args.port or free_port()
-    stack = SurgeStack(port, state_dir, args.json.with_suffix(".surge-up.log"))
+    log_path = args.json.with_suffix(".surge-up.log")
+    log_path.unlink(missing_ok=True)
+    stack = SurgeStack(port, state_dir, log_path)
     host = f"{args.service}.{NAMESPACE}.example.com"
     try:
         stack.start()
-        print(f"surge up: pid {stack.proc.pid}, ingress 127.0.0.1:{port}; "
-              f"metrics: {stack.metrics_url or 'none found'}", flush=True)
+        print(f"surge up: pid {stack.proc.pid}, ingress 127.0.0.1:{port}; autoscaler metrics: "
+              f"{stack.metrics_url or 'not served, reading its decision lines'}", flush=True)
         print(stack.surge("apply", "-f", str(args.manifest)), end="", flush=True)
         revision = wait_for(lambda: stack.service(args.service)["status"].get(
             "latestReadyRevisionName"), "the revision to become ready", 120)
@@ -455,16 +522,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples = [Sample(**{**asdict(s), "t_s": round(s.t_s - args.lead, 3)})
                for s in sampler.samples]
     result = parse_hey(out.stdout)
-    summary = summarize(samples, args.duration, args.concurrency)
+    summary = summarize(samples, args.duration, args.concurrency, target)
     doc = {
         "experiment": {"hey": hey, "manifest": str(args.manifest.relative_to(ROOT))
                        if args.manifest.is_relative_to(ROOT) else str(args.manifest),
                        "revision": revision, "lead_s": args.lead, "tail_s": args.tail,
-                       "metrics_source": "autoscaler Prometheus" if stack.metrics_url else None,
+                       "decisions_from": "autoscaler metrics" if stack.metrics_url
+                       else "surge up decision lines",
                        "cpus": os.cpu_count(), "loadavg": os.getloadavg()},
-        "hey": {"requests_per_s": result.requests_per_s, "p50_s": result.p50_s, "p90_s": result.p90_s,
-                "p99_s": result.p99_s, "status_counts": result.status_counts,
-                "errors": result.errors},
+        "hey": {"requests_per_s": result.requests_per_s, "p50_s": result.p50_s,
+                "p90_s": result.p90_s, "p99_s": result.p99_s,
+                "status_counts": result.status_counts, "errors": result.errors},
         "summary": summary,
         "sample_errors": sampler.errors,
         "samples": [asdict(s) for s in samples],
@@ -472,8 +540,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json.write_text(json.dumps(doc, indent=2) + "\n")
     png = args.json.with_suffix(".png")
     plot(samples, args.duration, args.concurrency,
-         f"{revision}: hey -c {args.concurrency} -z {args.duration}s "
-         f"(containerConcurrency 10, target 10)", png)
+         f"{revision}: hey -c {args.concurrency} -z {args.duration}s, target {target:g} per pod",
+         png, "panic" if stack.metrics_url else "panic (as of the last decision line)")
     print(f"hey: {result.requests_per_s:.0f} requests/s, p50 {_ms(result.p50_s)}, "
           f"p99 {_ms(result.p99_s)}, statuses {result.status_counts}, "
           f"errors {sum(result.errors.values())}")
