@@ -24,10 +24,12 @@ the Deployment Knative creates; `apply_decision` leaves it alone until the first
 pod (PA Activating) and the first valid decision.
 
 Worked example (stable window 6 s, grace 2 s, TBC 211, one pod, load stops at t=0):
-the decider's average reaches 0 at t~6 and reports desired 0 -> pass: PA Active for
-long enough, so report 0 without applying, PA -> Inactive, mode stays PROXY (EBC < 0,
-proxying since creation) and a recheck in 3 s -> at t~9 the activator has proxied for
-more than the grace period: replicas 0, the platform drains the pod.
+the decider's average reaches 0 at t~6 and reports desired 0 -> pass: the PA has been
+Active for a whole window, so it reports 0 without applying and goes Inactive; the
+state changed, so the pass runs again: the activator has proxied since the revision
+started (EBC < 0 with one pod), longer than the grace period, so replicas 0 now
+(Knative's fast path) and the platform drains the pod. Had the activator only just
+entered the path, the pass would set a recheck for when the grace period ends.
 """
 
 from __future__ import annotations

@@ -240,3 +240,24 @@ async def run_load(session: aiohttp.ClientSession, stack: Stack, service: str, *
 def pids_of(pods: Iterable[dict]) -> list[int]:
     """Every process id of these pods."""
     return [pid for p in pods for pid in p["pids"].values() if pid]
+
+
+async def wait_gone(pids: Iterable[int], timeout_s: float) -> None:
+    """Until every process in `pids` has ended (a pidfd turns readable); TimeoutError if not."""
+    loop = asyncio.get_running_loop()
+    fds, futures = [], []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except ProcessLookupError:
+            continue
+        fut = loop.create_future()
+        loop.add_reader(fds[-1], lambda f=fut: f.done() or f.set_result(None))
+        futures.append(fut)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await asyncio.gather(*futures)
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+            os.close(fd)
