@@ -281,7 +281,8 @@ class Controller:
         elif rev.status.ready is None:
             failed = [p for p in pods if p.phase is PodPhase.FAILED and p.last_exit]
             if failed:
-                self._set_ready(key, (False, "ExitCode", f"container failed: {failed[0].last_exit}"))
+                message = f"container failed: {failed[0].last_exit}"
+                self._set_ready(key, (False, "ExitCode", message))
 
     async def before_pod_removal(self, pod: PodInfo) -> None:
         """The platform's removal hook: the pod leaves the activator before it drains."""

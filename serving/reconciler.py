@@ -119,7 +119,8 @@ def pod_template(rev: Revision) -> PodTemplate:
     spec, c = rev.spec, rev.spec.container
     probe = c.to_knative().get("readinessProbe")
     return PodTemplate(
-        command=c.command, args=c.args, env=MappingProxyType(c.env_dict()), working_dir=c.working_dir or None,
+        command=c.command, args=c.args, env=MappingProxyType(c.env_dict()),
+        working_dir=c.working_dir or None,
         image=c.image or None, user_port=None,
         container_concurrency=spec.container_concurrency or 0,
         timeout_s=float(spec.timeout_seconds or 300),
@@ -141,7 +142,8 @@ def command_problems(state: ServingState, keys: tuple[RevisionKey, ...]) -> list
             require_command(c.command, c.image or None, _CONTAINER_PATH)
         except ImageOnlyError as exc:
             reason = str(exc).removeprefix(f"{_CONTAINER_PATH}: ")
-            owner = f"Service/{rev.service}" if rev.service else f"Configuration/{rev.configuration}"
+            owner = f"Service/{rev.service}" if rev.service \
+                else f"Configuration/{rev.configuration}"
             problems.append(FieldProblem(_CONTAINER_PATH, reason, owner))
     return problems
 
