@@ -87,12 +87,14 @@ def pod_events(old: Mapping[str, PodInfo], new: Sequence[PodInfo]) -> list[str]:
                          f"{pod.queue_proxy_pid}, port {pod.address.port})")
         if pod.ready and not (before and before.ready):
             lines.append(f"pod {pod.name} ready")
-        if pod.phase is not (before.phase if before else None):
-            if pod.phase is PodPhase.TERMINATING:
-                lines.append(f"pod {pod.name} stopping (draining)")
-            elif pod.phase is PodPhase.FAILED and pod.backoff_s is not None:
-                lines.append(f"pod {pod.name} failed: {pod.last_exit}; restarting in "
-                             f"{pod.backoff_s:g}s")
+        if pod.phase is PodPhase.TERMINATING and not (before and before.phase is pod.phase):
+            lines.append(f"pod {pod.name} stopping (draining)")
+        # A crash shows as FAILED first, then FAILED with its back-off: say it once, then.
+        crash = (pod.phase, pod.backoff_s, pod.restarts)
+        if pod.phase is PodPhase.FAILED and pod.backoff_s is not None and (
+                before is None or (before.phase, before.backoff_s, before.restarts) != crash):
+            lines.append(f"pod {pod.name} failed: {pod.last_exit}; restarting in "
+                         f"{pod.backoff_s:g}s")
     names = {p.name for p in new}
     lines += [f"pod {name} stopped" for name in old if name not in names]
     return lines
