@@ -14,8 +14,8 @@ here the chain is flattened into the engine's two hooks, in the same order:
                              K-Original-Host -> Host; Knative-Serving-Revision/-Namespace
                              stripped. (The Forwarded shim is the engine's, switched on.)
       5. breaker             a free slot -> forward now; queue full -> 503 `pending
-                             request queue full` at once; else wait for a slot in one
-                             task, bounded by the revision timeouts counted from arrival.
+                             request queue full` at once; else park on a breaker future
+                             (no task), bounded by the revision timeouts from arrival.
     finish(head, outcome):   exactly once per begun request: release the slot, stats
                              out, request metrics (queue wait included) and app metrics
                              (from admission on, queue wait excluded).
@@ -32,12 +32,13 @@ Per request the hot path does one pass over the headers, integer bumps and one s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from dataplane.breaker import QUEUE_FULL_REASON, Admission, Breaker, QueueFullError
+from dataplane.breaker import QUEUE_FULL_REASON, Breaker
 from dataplane.clock import Clock
-from dataplane.proxy import Forward, Outcome, RequestHead, ServiceUnavailable
+from dataplane.proxy import Forward, Outcome, RequestHead
 from dataplane.proxy import LocalResponse as WireResponse
 from dataplane.proxy import headers as h
 from dataplane.stats import RequestStats, is_proxied
@@ -65,7 +66,6 @@ ROUTE_TAG_UNDEFINED = "kn:undefined"
 _QUEUE_FULL = WireResponse(
     503, QUEUE_FULL_REASON.encode() + b"\n", ((b"x-content-type-options", b"nosniff"),)
 )
-_QUEUE_FULL_BYTES = QUEUE_FULL_REASON.encode()
 
 # Header slots filled by the one pass over the request headers in begin().
 _UA, _KUBELET, _NET_PROBE, _NET_HASH, _PROXY, _TAG, _DEFAULT_ROUTE, _ORIG_HOST, _STRIP = range(9)
@@ -115,13 +115,28 @@ def to_wire(response: probe.LocalResponse) -> WireResponse:
 class _Ticket:
     """One proxied request's accounting, kept in `head.context` from begin to finish."""
 
-    __slots__ = ("proxied", "route_tag", "holds_slot", "admitted")
+    __slots__ = ("proxied", "route_tag", "holds_slot", "admitted", "waiter", "clock")
 
     def __init__(self, proxied: bool, tag: str) -> None:
         self.proxied = proxied
         self.route_tag = tag
         self.holds_slot = False
         self.admitted: float | None = None  # Clock seconds when it passed the breaker
+        # The breaker future of a parked request (the engine waits on it), else None.
+        self.waiter: asyncio.Future | None = None
+        self.clock: Clock | None = None
+
+    def on_admitted(self, waiter: asyncio.Future) -> None:
+        """Done callback of the breaker future: stamp the hand-off (app metrics start here)."""
+        if not waiter.cancelled():
+            self.admitted = self.clock.now()
+
+    def has_slot(self) -> bool:
+        """Whether this request holds a breaker slot, taken at once or handed over later."""
+        waiter = self.waiter
+        # A hand-off may land after the engine gave up (timeout, client gone) but before
+        # it cancelled the future: the slot is ours then and must go back.
+        return self.holds_slot or (waiter is not None and waiter.done() and not waiter.cancelled())
 
 
 class QueueProxyHandler:
@@ -203,27 +218,22 @@ class QueueProxyHandler:
         if breaker is None:  # containerConcurrency 0: no limit, no queue
             ticket.admitted = now
             return self._forward
-        self._metrics.set_queue_depth(breaker.stats().in_flight)  # sampled at start (7.1)
+        self._metrics.set_queue_depth(breaker.in_flight)  # sampled at start (7.1)
         if breaker.try_acquire():
             ticket.holds_slot = True
             ticket.admitted = now
             return self._forward
-        if breaker.decide() is Admission.REJECT:
-            return _QUEUE_FULL  # at once, no task: 11 x CC are already in flight
+        # Park: a future the engine waits on (no task); it resolves to the Forward when a
+        # release hands this request a slot. Its done callbacks run in the order added,
+        # so the hand-off is stamped before the engine forwards.
+        waiter = breaker.try_park(self._forward)
+        if waiter is None:
+            return _QUEUE_FULL  # at once: 11 x CC are already in flight
+        ticket.waiter = waiter
+        ticket.clock = self._clock
+        waiter.add_done_callback(ticket.on_admitted)
         head.timeout_s = self._wait_timeout_s
-        return self._admit(ticket)
-
-    async def _admit(self, ticket: _Ticket) -> Forward:
-        try:
-            await self._breaker.wait_acquire()
-        except QueueFullError:
-            # The queue filled between begin() and this task's first step.
-            raise ServiceUnavailable(_QUEUE_FULL_BYTES) from None
-        # Record the slot in the same step as the await returns: a cancellation can
-        # land only at an await, so the slot is either ours here or the breaker's.
-        ticket.holds_slot = True
-        ticket.admitted = self._clock.now()
-        return self._forward
+        return waiter
 
     def _answer_probe(
         self, kind: probe.ProbeKind, net_probe: str | None, net_hash: bytes | None
@@ -252,8 +262,9 @@ class QueueProxyHandler:
         if not isinstance(ticket, _Ticket):
             return  # a probe: never counted
         head.context = None  # a second call would find nothing to account
-        if ticket.holds_slot:
+        if ticket.has_slot():
             ticket.holds_slot = False
+            ticket.waiter = None
             self._breaker.release()
         end = outcome.end
         self._stats.request_out(end, ticket.proxied)

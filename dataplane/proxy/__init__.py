@@ -9,10 +9,12 @@ through a two-method `Handler`:
   client_ip, framing facts, `arrival` (Clock seconds) and a free `context` slot.
   Return a prebuilt `LocalResponse` to answer without the upstream (probes, 404, drain
   503), a `Forward` (upstream address + timeouts + optional retry hook), or an awaitable
-  (an admission wait): the engine then runs exactly one task for it, stops reading the
-  request body meanwhile and bounds the wait by `head.timeout_s` if set. An awaitable
-  may raise a `ProxyError` subclass (e.g. `ServiceUnavailable(b"pending request queue
-  full")`) to answer its status and reason.
+  (an admission wait). An `asyncio.Future` (e.g. `Breaker.try_park(forward)`) is waited
+  on with a done callback and no task; any other awaitable runs in exactly one task.
+  Meanwhile the engine stops reading the request body and bounds the wait by
+  `head.timeout_s` if set; cancelling the future or task is how it gives up. An
+  awaitable may raise (a future may be resolved with) a `ProxyError` subclass (e.g.
+  `ServiceUnavailable(b"pending request queue full")`) to answer its status and reason.
 - `finish(head, outcome)`, called exactly once for every begun request, whatever
   happened (completed, timed out, client gone, upstream reset, cancelled wait).
   `outcome` is an `Outcome`: status sent (0 if none), completed, `ErrorKind` or None,
@@ -32,7 +34,7 @@ Worked example (a queue-proxy-like handler; build every response and Forward onc
 
     PROBE_OK = LocalResponse(200, b"queue")
     USER = Forward(("127.0.0.1", 8080), timeout_s=300.0)
-    QUEUE_FULL = ServiceUnavailable(b"pending request queue full")
+    QUEUE_FULL = LocalResponse(503, b"pending request queue full\n")
 
     class QueueProxyHandler:
         def __init__(self, breaker, stats):
@@ -49,17 +51,16 @@ Worked example (a queue-proxy-like handler; build every response and Forward onc
             if self.breaker.try_acquire():
                 head.context = True          # holds a slot: release in finish()
                 return USER
+            waiter = self.breaker.try_park(USER)   # resolves to USER on the hand-off
+            if waiter is None:
+                return QUEUE_FULL
             head.timeout_s = USER.timeout_s  # the queue wait counts toward the timeout
-            return self._admit(head)
-
-        async def _admit(self, head):
-            if not await self.breaker.wait_acquire():   # False when the queue is full
-                raise QUEUE_FULL
-            head.context = True
-            return USER
+            head.context = waiter
+            return waiter                    # no task: the engine adds a done callback
 
         def finish(self, head, outcome):
-            if head.context:
+            slot = head.context
+            if slot is True or (slot is not None and slot.done() and not slot.cancelled()):
                 self.breaker.release()
             self.stats.request_out(outcome.status, outcome.end - head.arrival)
 

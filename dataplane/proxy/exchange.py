@@ -1,7 +1,8 @@
 """One request/response exchange: decision, upstream attempt(s), relay, deadlines, finish.
 
 Theory of operation. An exchange moves through: started (handler.begin called) →
-deciding (only if begin returned an awaitable: one task) → connecting (only when the
+deciding (only if begin returned an awaitable: a future is waited on with a done
+callback, anything else runs in one task) → connecting (only when the
 pool has no idle connection: one task) → attached (request head and body stream to the
 upstream) → responding (response head sent; body relayed, re-framed) → finished
 (handler.finish called exactly once). A failure before the response head maps to a
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from asyncio import isfuture
 from typing import TYPE_CHECKING
 
 from .deadlines import Deadlines
@@ -106,8 +108,11 @@ class Exchange(Deadlines):
             self.conn.pause_reading(_PAUSE_WAIT)  # the body has nowhere to go yet
         if self.forward is None:  # a retry's wait keeps the first Forward's deadlines
             self._set_deadlines(self.head.timeout_s, None, None)
-        self.task = asyncio.ensure_future(awaitable, loop=self.loop)
-        self.task.add_done_callback(self._on_decided)
+        # A future (a breaker's parked place) is waited on with a done callback alone; any
+        # other awaitable (a coroutine) needs one task to run it.
+        task = awaitable if isfuture(awaitable) else asyncio.ensure_future(awaitable, loop=self.loop)
+        self.task = task
+        task.add_done_callback(self._on_decided)
 
     def _on_decided(self, task: asyncio.Future) -> None:
         if self.task is not task:

@@ -213,3 +213,74 @@ async def test_queue_depth_change_applies_to_next_arrival():
     assert breaker.decide() is Admission.REJECT
     breaker.set_capacity(1, queue_depth=2)
     assert breaker.decide() is Admission.ENQUEUE
+
+
+PARK_CASES = [
+    # (capacity, queue_depth, slots taken first, futures parked first, expected outcome)
+    pytest.param(1, 1, 0, 0, "resolved", id="free-slot-resolves-at-once"),
+    pytest.param(1, 1, 1, 0, "parked", id="busy-parks"),
+    pytest.param(1, 1, 1, 1, "refused", id="full-queue-refuses"),
+    pytest.param(2, 0, 2, 0, "refused", id="no-queue-refuses"),
+]
+
+
+@pytest.mark.parametrize(("capacity", "depth", "taken", "parked", "want"), PARK_CASES)
+async def test_try_park_resolves_parks_or_refuses(capacity, depth, taken, parked, want):
+    breaker = Breaker(capacity, depth)
+    for _ in range(taken):
+        assert breaker.try_acquire()
+    earlier = [breaker.try_park() for _ in range(parked)]
+    fut = breaker.try_park("grant")
+    got = "refused" if fut is None else "resolved" if fut.done() else "parked"
+    assert got == want
+    if want == "resolved":
+        assert fut.result() == "grant" and breaker.stats().executing == taken + 1
+    if want == "parked":
+        assert breaker.stats().waiting == parked + 1
+    for waiter in [*earlier, fut]:
+        if waiter is not None:
+            waiter.cancel()
+
+
+async def test_release_resolves_parked_futures_with_their_grant_in_arrival_order():
+    breaker = Breaker(1, 10)
+    assert breaker.try_acquire()
+    futures = [breaker.try_park(i) for i in range(3)]
+    waiter = asyncio.create_task(breaker.wait_acquire())  # the coroutine form queues too
+    await asyncio.sleep(0)
+    for i, fut in enumerate(futures):
+        breaker.release()
+        assert fut.result() == i and not any(f.done() for f in futures[i + 1:])
+        assert breaker.stats().executing == 1
+    breaker.release()
+    await asyncio.wait_for(waiter, 1)
+    breaker.release()
+    assert breaker.stats() == BreakerStats(0, 0, 1, 10)
+
+
+async def test_cancelled_parked_future_leaves_the_queue_without_a_task():
+    breaker = Breaker(1, 2)
+    assert breaker.try_acquire()
+    gone, kept = breaker.try_park("a"), breaker.try_park("b")
+    assert breaker.decide() is Admission.REJECT
+    gone.cancel()
+    await asyncio.sleep(0)  # its done callback counts it out
+    assert breaker.stats() == BreakerStats(1, 1, 1, 2)
+    assert breaker.decide() is Admission.ENQUEUE
+    breaker.release()
+    assert kept.result() == "b"  # the slot skipped the cancelled future
+    breaker.release()
+    assert breaker.stats() == BreakerStats(0, 0, 1, 2)
+
+
+async def test_release_before_a_cancelled_future_is_counted_out_strands_nobody():
+    breaker = Breaker(1, 5)
+    assert breaker.try_acquire()
+    stale = breaker.try_park()
+    stale.cancel()  # its callback has not run: `waiting` still counts it
+    breaker.release()  # skips it; the slot is free but the count is stale
+    late = breaker.try_park("late")  # parks behind the stale count
+    assert not late.done()
+    await asyncio.sleep(0)  # the stale future's callback fills the free slot
+    assert late.result() == "late"
+    assert breaker.stats() == BreakerStats(1, 0, 1, 5)

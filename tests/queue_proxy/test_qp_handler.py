@@ -9,7 +9,7 @@ import pytest
 
 from dataplane.breaker import new_queue_proxy_breaker
 from dataplane.clock import FakeClock
-from dataplane.proxy import Forward, LocalResponse, Outcome, RequestHead, ServiceUnavailable
+from dataplane.proxy import Forward, LocalResponse, Outcome, RequestHead
 from dataplane.stats import RequestStats
 from queue_proxy.drain import Drainer
 from queue_proxy.handler import (
@@ -82,10 +82,16 @@ class Rig:
 
 
 async def decide(decision):
-    """Resolve begin()'s answer the way the engine does (awaitables run in a task)."""
+    """Resolve begin()'s answer the way the engine does (a future as is, others in a task)."""
     if isinstance(decision, (Forward, LocalResponse)):
         return decision
     async with asyncio.timeout(1):
+        if isinstance(decision, asyncio.Future):
+            # The engine's done callback runs after those the handler added in begin().
+            called = asyncio.get_running_loop().create_future()
+            decision.add_done_callback(called.set_result)
+            await called
+            return decision.result()
         return await asyncio.ensure_future(decision)
 
 
@@ -200,15 +206,10 @@ async def test_breaker_admits_cc_queues_ten_cc_and_refuses_the_next_at_once(cloc
     # containerConcurrency 2: 2 execute, 20 wait, the 23rd gets 503 with the reason.
     rig = Rig(clock, cc=2)
     heads = [rig.head() for _ in range(23)]
-    decisions = []
-    for head in heads:  # as the engine does: an awaitable runs in a task at once
-        decision = rig.handler.begin(head)
-        if not isinstance(decision, (Forward, LocalResponse)):
-            decision = asyncio.ensure_future(decision)
-            await asyncio.sleep(0)  # let it park in the queue
-        decisions.append(decision)
+    decisions = [rig.handler.begin(head) for head in heads]  # a waiter parks in begin()
     assert all(isinstance(d, Forward) for d in decisions[:2])
     waiting = decisions[2:22]
+    assert all(isinstance(w, asyncio.Future) and not w.done() for w in waiting)  # no task
     refused = decisions[22]
     assert isinstance(refused, LocalResponse)
     assert (refused.status, refused.body) == (503, b"pending request queue full\n")
@@ -224,32 +225,36 @@ async def test_breaker_admits_cc_queues_ten_cc_and_refuses_the_next_at_once(cloc
     async with asyncio.timeout(1):
         assert isinstance(await waiting[0], Forward)
     assert not any(w.done() for w in waiting[1:])
-    for task in waiting[1:]:
-        task.cancel()
-    await asyncio.gather(*waiting[1:], return_exceptions=True)
+    for waiter in waiting[1:]:
+        waiter.cancel()
+    await asyncio.sleep(0)  # the breaker counts cancelled waiters out on their callback
+    assert rig.breaker.stats().waiting == 0
 
 
-def test_queued_request_wait_is_bounded_by_the_earliest_revision_timeout(clock):
+async def test_queued_request_wait_is_bounded_by_the_earliest_revision_timeout(clock):
     rig = Rig(clock, cc=1, timeout_s=10.0, idle_timeout_s=3.0)
     rig.handler.begin(rig.head())
     queued = rig.head()
     waiter = rig.handler.begin(queued)
     assert queued.timeout_s == 3.0
-    waiter.close()  # never scheduled
+    waiter.cancel()
 
 
-async def test_queue_filling_before_the_wait_starts_gives_503_with_reason(clock):
+async def test_hand_off_racing_the_engine_giving_up_still_releases_the_slot(clock):
+    # The slot reaches the waiter, then (before its callbacks run) the client goes away:
+    # the engine's cancel finds the future done, and finish() must give the slot back.
     rig = Rig(clock, cc=1)
-    rig.handler.begin(rig.head())
-    first_queued = rig.handler.begin(rig.head())  # queued, but its task has not run yet
-    fillers = [asyncio.ensure_future(rig.breaker.wait_acquire()) for _ in range(10)]
-    await asyncio.sleep(0)
-    with pytest.raises(ServiceUnavailable) as caught:
-        await decide(first_queued)
-    assert (caught.value.status, caught.value.reason) == (503, b"pending request queue full")
-    for task in fillers:
-        task.cancel()
-    await asyncio.gather(*fillers, return_exceptions=True)
+    first, queued, third = rig.head(), rig.head(), rig.head()
+    rig.handler.begin(first)
+    waiter = rig.handler.begin(queued)
+    later = rig.handler.begin(third)
+    rig.finish(first)  # hands the slot to `queued`
+    assert waiter.done() and not waiter.cancel()
+    rig.finish(queued, 0)
+    async with asyncio.timeout(1):
+        assert isinstance(await later, Forward)  # the slot moved on to the next waiter
+    rig.finish(third)
+    assert rig.breaker.stats().in_flight == 0 and rig.stats.concurrency == 0
 
 
 async def test_cancelled_wait_leaks_no_slot_and_still_counts_out(clock):
@@ -257,18 +262,17 @@ async def test_cancelled_wait_leaks_no_slot_and_still_counts_out(clock):
     first = rig.head()
     rig.handler.begin(first)
     queued = rig.head()
-    task = asyncio.ensure_future(rig.handler.begin(queued))
-    await asyncio.sleep(0)
-    task.cancel()  # what the engine does on a timeout or a client gone while queued
-    await asyncio.gather(task, return_exceptions=True)
+    waiter = rig.handler.begin(queued)
+    waiter.cancel()  # what the engine does on a timeout or a client gone while queued
     rig.finish(queued, 0)
+    await asyncio.sleep(0)  # the breaker's done callback counts the waiter out
     assert rig.breaker.stats().in_flight == 1 and rig.stats.concurrency == 1
     rig.finish(first)
     assert rig.breaker.stats().in_flight == 0 and rig.stats.concurrency == 0
     assert [s for s, _, _ in rig.metrics.requests] == [502, 200]  # nothing sent counts as 502
 
 
-def test_finish_accounts_exactly_once(clock):
+async def test_finish_accounts_exactly_once(clock):
     rig = Rig(clock, cc=1)
     head = rig.head()
     rig.handler.begin(head)
@@ -282,24 +286,22 @@ async def test_latency_includes_queue_wait_and_app_latency_excludes_it(clock):
     rig = Rig(clock, cc=1)
     first, queued = rig.head(), rig.head()
     rig.handler.begin(first)
-    task = asyncio.ensure_future(rig.handler.begin(queued))
-    await asyncio.sleep(0)
+    waiter = rig.handler.begin(queued)
     await clock.advance(2.0)
     rig.finish(first)  # t+2: the queued request gets the slot
-    await decide(task)
+    await decide(waiter)
     await clock.advance(1.0)
     rig.finish(queued)  # t+3
     assert rig.metrics.requests == [(200, ROUTE_TAG_DISABLED, 2.0), (200, ROUTE_TAG_DISABLED, 3.0)]
     assert rig.metrics.app_requests == [(200, 2.0), (200, 1.0)]
 
 
-def test_queue_depth_is_sampled_before_admission(clock):
+async def test_queue_depth_is_sampled_before_admission(clock):
     rig = Rig(clock, cc=1)
-    for _ in range(3):
-        decision = rig.handler.begin(rig.head())
-        if not isinstance(decision, Forward):
-            decision.close()  # not scheduled: this test only looks at begin()
-    assert rig.metrics.depths == [0, 1, 1]  # the unscheduled waiter never joined
+    decisions = [rig.handler.begin(rig.head()) for _ in range(3)]
+    assert rig.metrics.depths == [0, 1, 2]  # a waiter joins the queue inside begin()
+    for waiter in decisions[1:]:
+        waiter.cancel()
 
 
 def test_proxied_requests_count_in_the_proxied_figures(clock):
@@ -324,18 +326,18 @@ async def test_ordinary_request_restarts_the_drain_quiet_period(clock):
 
 
 async def test_burst_begun_in_one_loop_step_still_admits_exactly_eleven_cc(clock):
-    # Many heads parsed before any waiter task ran: begin() cannot see the queue yet, so
-    # the waits themselves refuse the overflow, still with 503 and the reason.
+    # Many heads parsed before the loop turns: each waiter joins the queue inside begin(),
+    # so begin() itself refuses the overflow with 503 and the reason.
     rig = Rig(clock, cc=1)
     heads = [rig.head() for _ in range(15)]
     decisions = [rig.handler.begin(h) for h in heads]
     assert isinstance(decisions[0], Forward)
-    tasks = [asyncio.ensure_future(d) for d in decisions[1:]]
-    for _ in range(3):
-        await asyncio.sleep(0)
-    refused = [t for t in tasks if t.done()]
-    assert len(refused) == 4 and all(isinstance(t.exception(), ServiceUnavailable) for t in refused)
+    parked = [d for d in decisions[1:] if isinstance(d, asyncio.Future)]
+    refused = [d for d in decisions[1:] if isinstance(d, LocalResponse)]
+    assert (len(parked), len(refused)) == (10, 4)
+    assert {(r.status, r.body) for r in refused} == {(503, b"pending request queue full\n")}
     assert rig.breaker.stats().in_flight == 11 and rig.stats.concurrency == 15
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    for waiter in parked:
+        waiter.cancel()
+    await asyncio.sleep(0)
+    assert rig.breaker.stats().in_flight == 1

@@ -118,6 +118,37 @@ async def test_timeout_counts_the_admission_wait_and_cancels_it(closing):
     assert (outcome.error, head.context, len(handler.finished)) == (ErrorKind.TIMEOUT, "waiting", 1)
 
 
+async def test_a_future_from_begin_is_waited_on_without_a_task_and_cancelled_on_timeout(closing):
+    serve, seen = ok_upstream()
+    async with Upstream(serve) as up:
+        fwd = Forward(up.address)
+        waiters: list[asyncio.Future] = []
+
+        def begin(head):
+            waiters.append(asyncio.get_running_loop().create_future())
+            head.timeout_s = 0.2 if head.target == b"/late" else None
+            return waiters[-1]
+
+        handler = RecordingHandler(begin)
+        async with running_proxy(handler) as proxy:
+            (r1, w1), (r2, w2) = await connect(proxy.port), await connect(proxy.port)
+            closing.extend([w1, w2])
+            tasks_before = len(asyncio.all_tasks())
+            w1.write(GET)
+            w2.write(b"GET /late HTTP/1.1\r\nHost: a\r\n\r\n")
+            async with asyncio.timeout(5):
+                while len(waiters) < 2:
+                    await asyncio.sleep(0.001)
+            assert len(asyncio.all_tasks()) == tasks_before  # parked requests cost no task
+            waiters[0].set_result(fwd)
+            resp = await Reader(r1, response=True).next()
+            late = await Reader(r2, response=True).next()
+            await handler.wait_finished(2)
+    assert (resp.status, bytes(resp.body), len(seen)) == (200, b"hello", 1)
+    assert (late.status, bytes(late.body)) == (504, b"request timeout\n")
+    assert waiters[1].cancelled()  # the engine gave up on it: the owner sees a cancel
+
+
 async def test_retry_hook_moves_to_another_upstream_before_any_response_byte(closing):
     serve, seen = ok_upstream()
     tried = []
