@@ -24,13 +24,16 @@ and a PNG: pods (total, ready, desired) above, concurrency below, panic shaded o
 
 What to expect (the KPA, reference sections 1.4 and 2): each pod is meant to carry
 target x utilization = 10 x 0.7 = 7 requests, so 50 clients in a closed loop want
-ceil(50 / 7) = 8 pods. Load arrives far faster than a 60 s average moves, so the panic
-window (6 s) sees 50 against 1 x 7 of capacity, which is at least twice the target:
-panic mode, scaling straight to 8. Panic holds until the load has stayed below the
-threshold for a stable window, and scale-down afterwards halves the surplus per tick
-(max-scale-down-rate 2) once the 60 s stable average has dropped, so the tail needs more
-than 60 s to show the way back to min-scale 1. The summary compares the pods held in the
-last 10 s of load with that expectation computed from the stable concurrency observed.
+ceil(50 / 7) = 8 pods, a little fewer when part of each round trip is spent outside the
+revision (in hey, in the proxies). Load arrives far faster than a 60 s average moves, so
+the 6 s panic window sees it against 1 x 7 of capacity, at least twice the target: panic
+mode, scaling up within a tick or two. The pods stay while the 60 s stable average
+remembers the load (and panic never scales down), then come down towards min-scale 1 by
+at most half per tick (max-scale-down-rate 2), so `--tail` must exceed 60 s to show the
+way back. The summary sets the pods held in the last 10 s of load against that KPA
+count for the clients, and against the count the pods' own reported concurrency asks for.
+(That concurrency leaves out the requests the activator holds while pods are full,
+which the autoscaler counts too: it reads low under overload.)
 
 Not a test: the figures depend on the machine. On a 2-core machine, 8 pods are 16 Python
 processes next to the stack and hey, so latencies grow with the pod count.
