@@ -163,12 +163,6 @@ class QueueProxyHandler:
         self._readiness = readiness
         self._clock = clock
         self._forward = Forward(upstream, timeout_s, response_start_timeout_s, idle_timeout_s)
-        # While parked in the breaker nothing has been written, so every deadline still
-        # counts from arrival: the wait is bounded by the earliest (Knative's timeout
-        # handler wraps the breaker, reference 4.5).
-        self._wait_timeout_s = min(
-            t for t in (timeout_s, response_start_timeout_s, idle_timeout_s) if t is not None
-        )
         self._slot_of: Callable[[bytes], int | None] = _SLOT_OF.get
         # probe.py owns the decision table; its constant answers are converted once here
         # and found again by equality, so only the per-request hash echo is built later.
@@ -232,7 +226,8 @@ class QueueProxyHandler:
         ticket.waiter = waiter
         ticket.clock = self._clock
         waiter.add_done_callback(ticket.on_admitted)
-        head.timeout_s = self._wait_timeout_s
+        # The engine runs all three revision timeouts from arrival during the wait.
+        head.bound_wait_by(self._forward)
         return waiter
 
     def _answer_probe(

@@ -11,8 +11,9 @@ through a two-method `Handler`:
   503), a `Forward` (upstream address + timeouts + optional retry hook), or an awaitable
   (an admission wait). An `asyncio.Future` (e.g. `Breaker.try_park(forward)`) is waited
   on with a done callback and no task; any other awaitable runs in exactly one task.
-  Meanwhile the engine stops reading the request body and bounds the wait by
-  `head.timeout_s` if set; cancelling the future or task is how it gives up. An
+  Meanwhile the engine stops reading the request body and bounds the wait by the
+  head's total, response-start and idle timeouts, all from arrival (set them with
+  `head.bound_wait_by(forward)`); cancelling the future or task is how it gives up. An
   awaitable may raise (a future may be resolved with) a `ProxyError` subclass (e.g.
   `ServiceUnavailable(b"pending request queue full")`) to answer its status and reason.
 - `finish(head, outcome)`, called exactly once for every begun request, whatever
@@ -54,7 +55,7 @@ Worked example (a queue-proxy-like handler; build every response and Forward onc
             waiter = self.breaker.try_park(USER)   # resolves to USER on the hand-off
             if waiter is None:
                 return QUEUE_FULL
-            head.timeout_s = USER.timeout_s  # the queue wait counts toward the timeout
+            head.bound_wait_by(USER)         # the queue wait counts toward the timeouts
             head.context = waiter
             return waiter                    # no task: the engine adds a done callback
 

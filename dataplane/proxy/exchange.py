@@ -107,7 +107,10 @@ class Exchange(Deadlines):
         if not self.body_done:
             self.conn.pause_reading(_PAUSE_WAIT)  # the body has nowhere to go yet
         if self.forward is None:  # a retry's wait keeps the first Forward's deadlines
-            self._set_deadlines(self.head.timeout_s, None, None)
+            # All three run from arrival while nothing is written (Knative's timeout
+            # handler wraps the breaker): the idle clock starts at arrival too.
+            head = self.head
+            self._set_deadlines(head.timeout_s, head.response_start_timeout_s, head.idle_timeout_s)
         # A future (a breaker's parked place) is waited on with a done callback alone; any
         # other awaitable (a coroutine) needs one task to run it.
         task = awaitable if isfuture(awaitable) else asyncio.ensure_future(awaitable, loop=self.loop)
@@ -143,8 +146,13 @@ class Exchange(Deadlines):
     # -- forwarding -------------------------------------------------------------------
     def _forward(self, forward: Forward) -> None:
         self.forward = forward
-        total = forward.timeout_s if forward.timeout_s is not None else self.head.timeout_s
-        self._set_deadlines(total, forward.response_start_timeout_s, forward.idle_timeout_s)
+        head = self.head
+        total, start, idle = forward.timeout_s, forward.response_start_timeout_s, forward.idle_timeout_s
+        self._set_deadlines(
+            head.timeout_s if total is None else total,
+            head.response_start_timeout_s if start is None else start,
+            head.idle_timeout_s if idle is None else idle,
+        )
         if not self.prepared:
             self._prepare()
         self._connect(forward.upstream, fresh=False)

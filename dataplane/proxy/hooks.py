@@ -46,7 +46,7 @@ class RequestHead:
     __slots__ = (
         "method", "target", "version", "headers", "client_ip", "keep_alive",
         "content_length", "chunked", "expect_continue", "upgrade", "arrival",
-        "timeout_s", "attempts", "context",
+        "timeout_s", "response_start_timeout_s", "idle_timeout_s", "attempts", "context",
     )
 
     def __init__(
@@ -75,11 +75,21 @@ class RequestHead:
         self.upgrade = upgrade
         # Clock seconds when the head was complete; timeouts and latency count from here.
         self.arrival = arrival
-        # Set in begin() before returning an awaitable so the wait counts toward the
-        # total timeout (Knative's timeout handler wraps the breaker; reference 4.5).
+        # Deadlines of an admission wait, set in begin() before returning an awaitable
+        # (`bound_wait_by`): all three count from arrival and run during the wait, as
+        # Knative's timeout handler wraps its breaker (reference 4.5). A Forward's unset
+        # timeouts fall back to them.
         self.timeout_s: float | None = None
+        self.response_start_timeout_s: float | None = None
+        self.idle_timeout_s: float | None = None
         self.attempts = 0
         self.context: object = None
+
+    def bound_wait_by(self, forward: Forward) -> None:
+        """Let `forward`'s total, response-start and idle timeouts bound the admission wait."""
+        self.timeout_s = forward.timeout_s
+        self.response_start_timeout_s = forward.response_start_timeout_s
+        self.idle_timeout_s = forward.idle_timeout_s
 
     @property
     def has_body(self) -> bool:
@@ -150,11 +160,12 @@ class Forward:
     an admission wait counts (reference 4.5): `timeout_s` gives 504 `request timeout`
     before any response byte and cuts the connection after; `response_start_timeout_s`
     gives 504 if no response head has been sent; `idle_timeout_s` gives 504 (or cuts) when
-    nothing was written to the client for that long. `timeout_s=None` falls back to
-    `head.timeout_s`. `retry(head, error)`, when set, is asked for another decision after
-    a failure before any response byte while the request body is still replayable; it
-    returns a Forward, an awaitable of one, or None to answer the error (bounded by the
-    handler, and by the engine's `max_attempts`).
+    nothing was written to the client for that long. Each one left None falls back to the
+    head's (`head.timeout_s` and friends, see `RequestHead.bound_wait_by`).
+    `retry(head, error)`, when set, is asked for another decision after a failure before
+    any response byte while the request body is still replayable; it returns a Forward,
+    an awaitable of one, or None to answer the error (bounded by the handler, and by the
+    engine's `max_attempts`).
     """
 
     __slots__ = ("upstream", "timeout_s", "response_start_timeout_s", "idle_timeout_s", "retry")

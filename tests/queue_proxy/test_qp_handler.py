@@ -231,12 +231,22 @@ async def test_breaker_admits_cc_queues_ten_cc_and_refuses_the_next_at_once(cloc
     assert rig.breaker.stats().waiting == 0
 
 
-async def test_queued_request_wait_is_bounded_by_the_earliest_revision_timeout(clock):
-    rig = Rig(clock, cc=1, timeout_s=10.0, idle_timeout_s=3.0)
+WAIT_TIMEOUTS = [
+    # (revision timeouts) -> the head of a queued request carries all three for the engine
+    pytest.param({"timeout_s": 10.0, "idle_timeout_s": 3.0}, id="total-and-idle"),
+    pytest.param({"timeout_s": 10.0, "response_start_timeout_s": 4.0, "idle_timeout_s": 6.0}, id="all-three"),
+    pytest.param({"timeout_s": 10.0}, id="total-only"),
+]
+
+
+@pytest.mark.parametrize("timeouts", WAIT_TIMEOUTS)
+async def test_queued_request_wait_is_bounded_by_every_revision_timeout(clock, timeouts):
+    rig = Rig(clock, cc=1, **timeouts)
     rig.handler.begin(rig.head())
     queued = rig.head()
     waiter = rig.handler.begin(queued)
-    assert queued.timeout_s == 3.0
+    want = tuple(timeouts.get(k) for k in ("timeout_s", "response_start_timeout_s", "idle_timeout_s"))
+    assert (queued.timeout_s, queued.response_start_timeout_s, queued.idle_timeout_s) == want
     waiter.cancel()
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from dataplane.proxy import ErrorKind, Forward, LocalResponse, ProxyConfig, ServiceUnavailable
 from dataplane.proxy import headers as h
 
@@ -89,7 +91,19 @@ async def test_admission_wait_then_forward_and_queue_full_503(closing):
     assert sorted((o.status, o.error) for _, o in handler.finished) == [(200, None), (503, ErrorKind.REJECTED)]
 
 
-async def test_timeout_counts_the_admission_wait_and_cancels_it(closing):
+WAIT_DEADLINES = [
+    # (head timeouts set in begin(), status, body, error): each runs from arrival during
+    # the wait and fires on its own, as Knative's timeout handler around the breaker does.
+    pytest.param({"timeout_s": 0.1}, 504, b"request timeout\n", ErrorKind.TIMEOUT, id="total"),
+    pytest.param({"timeout_s": 30.0, "response_start_timeout_s": 0.1}, 504, b"response start timeout\n",
+                 ErrorKind.RESPONSE_START_TIMEOUT, id="response-start-before-total"),
+    pytest.param({"timeout_s": 30.0, "idle_timeout_s": 0.1}, 504, b"idle timeout\n",
+                 ErrorKind.IDLE_TIMEOUT, id="idle-from-arrival"),
+]
+
+
+@pytest.mark.parametrize(("timeouts", "status", "body", "error"), WAIT_DEADLINES)
+async def test_every_deadline_counts_the_admission_wait_and_cancels_it(closing, timeouts, status, body, error):
     cancelled = asyncio.Event()
 
     async def admit(head):
@@ -101,7 +115,7 @@ async def test_timeout_counts_the_admission_wait_and_cancels_it(closing):
             raise
 
     def begin(head):
-        head.timeout_s = 0.1
+        head.bound_wait_by(Forward(("127.0.0.1", 9), **timeouts))
         return admit(head)
 
     handler = RecordingHandler(begin)
@@ -113,9 +127,34 @@ async def test_timeout_counts_the_admission_wait_and_cancels_it(closing):
         await handler.wait_finished(1)
         async with asyncio.timeout(5):
             await cancelled.wait()
-    assert (resp.status, bytes(resp.body)) == (504, b"request timeout\n")
+    assert (resp.status, bytes(resp.body)) == (status, body)
     head, outcome = handler.finished[0]
-    assert (outcome.error, head.context, len(handler.finished)) == (ErrorKind.TIMEOUT, "waiting", 1)
+    assert (outcome.error, head.context, len(handler.finished)) == (error, "waiting", 1)
+
+
+async def test_forward_without_timeouts_keeps_the_waits_deadlines(closing):
+    async def serve(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.Event().wait()  # never answers
+
+    async with Upstream(serve) as up:
+        bare = Forward(up.address)  # no timeouts of its own
+
+        def begin(head):
+            head.bound_wait_by(Forward(up.address, response_start_timeout_s=0.1))
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(bare)
+            return fut
+
+        handler = RecordingHandler(begin)
+        async with running_proxy(handler) as proxy:
+            reader, writer = await connect(proxy.port)
+            closing.append(writer)
+            writer.write(GET)
+            resp = await Reader(reader, response=True).next()
+            await handler.wait_finished(1)
+    assert (resp.status, bytes(resp.body)) == (504, b"response start timeout\n")
+    assert handler.finished[0][1].error is ErrorKind.RESPONSE_START_TIMEOUT
 
 
 async def test_a_future_from_begin_is_waited_on_without_a_task_and_cancelled_on_timeout(closing):
