@@ -371,11 +371,18 @@ def update_service(state: ServingState, namespace: str, name: str, *, now: float
             template = replace(template, spec=spec, name="")
     targets = list(svc.traffic)
     label = f"Service/{name}"
+    own = {r.name for r in state.revisions.values()
+           if r.namespace == namespace and r.service == name}
     for tag in untags or ():
         i = _tagged(targets, tag, label)
         targets[i] = replace(targets[i], tag="")
         if not targets[i].percent:
             del targets[i]
+    # kn refuses a name that is neither this service's revision nor a tag: stored, a typo
+    # would only leave the route not ready.
+    problems = [FieldProblem("spec.traffic", f"--tag {ref}={tag}: unknown revision {ref!r}",
+                             label) for ref, tag in (tags or {}).items()
+                if ref != "@latest" and ref not in own]
     for ref, tag in (tags or {}).items():
         new = _target(ref, 0, tag)
         untagged = [i for i, t in enumerate(targets) if not t.tag and (
@@ -390,9 +397,14 @@ def update_service(state: ServingState, namespace: str, name: str, *, now: float
             hit = [i for i, t in enumerate(kept) if t.tag == ref]
             if hit:
                 kept[hit[0]] = replace(kept[hit[0]], percent=pct)
-            else:
+            elif ref == "@latest" or ref in own:
                 kept.append(_target(ref, pct, ""))
+            else:
+                problems.append(FieldProblem("spec.traffic",
+                                             f"unknown revision or tag {ref!r}", label))
         targets = kept
+    if problems:
+        raise ValidationError(problems)
     edited = Service(replace(svc.metadata), template, _merge_untagged(targets))
     return apply(state, [edited], now=now)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -328,6 +329,29 @@ def test_update_service_tags_and_traffic_as_kn_does():
         update_service(result.state, "default", "hello", untags=["nope"], now=NOW)
     with pytest.raises(ValidationError, match="sum to 50"):
         update_service(result.state, "default", "hello", traffic={"@latest": 50}, now=NOW)
+
+
+UNKNOWN_REFS = [
+    pytest.param({"traffic": {"ghost": 100}}, "unknown revision or tag 'ghost'",
+                 id="traffic-to-neither-revision-nor-tag"),
+    pytest.param({"tags": {"ghost": "t"}}, "--tag ghost=t: unknown revision 'ghost'",
+                 id="tag-on-a-missing-revision"),
+    pytest.param({"traffic": {"other-00001": 100}}, "unknown revision or tag 'other-00001'",
+                 id="another-service's-revision"),
+    pytest.param({"untags": ["stable"], "traffic": {"stable": 100}},
+                 "unknown revision or tag 'stable'", id="a-tag-removed-in-the-same-update"),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), UNKNOWN_REFS)
+def test_update_service_rejects_names_that_are_no_revision_or_tag(edit, message):
+    state = ready(do(ServingState(), svc("v1")).state, "hello-00001")
+    state = do(state, svc("x").replace("name: hello}", "name: other}"), 1).state
+    state = update_service(state, "default", "hello", tags={"hello-00001": "stable"},
+                           now=NOW + 2).state
+    with pytest.raises(ValidationError, match=re.escape(message)) as exc:
+        update_service(state, "default", "hello", now=NOW + 3, **edit)
+    assert [p.path for p in exc.value.problems] == ["spec.traffic"]
 
 
 def test_mark_ready_of_an_unknown_revision_keeps_the_state():
