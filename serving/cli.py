@@ -8,9 +8,10 @@ directory's lock and then hands over to `serving.stack.run(port=, state_dir=)`, 
 the stack module provides: it runs the stack in the foreground until SIGINT/SIGTERM and
 returns the exit status. It is imported only by `up`, so the other commands stay light.
 
-Exit status: 0 on success, 1 on an error (one line on stderr starting `surge: `, then
-one indented line per problem when the stack rejected a manifest or an update), 2 on a
-usage error (argparse's), 130 on Ctrl-C.
+Exit status: 0 on success, 1 on an error (one line on stderr starting `surge: `; when
+the stack rejected a manifest or an update, the line goes on with every problem as
+`object: field.path: reason`, separated by `; `), 2 on a usage error (argparse's), 130
+on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -430,10 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report(exc: CliError) -> None:
-    print(f"surge: {exc}", file=sys.stderr)
-    for p in exc.problems:
-        where = "".join(f"{p[k]}: " for k in ("object", "path") if p.get(k))
-        print(f"  {where}{p.get('reason', '')}", file=sys.stderr)
+    """One line on stderr: the message, then each problem as `object: path: reason`."""
+    problems = ["".join(f"{p[k]}: " for k in ("object", "path") if p.get(k))
+                + str(p.get("reason", "")) for p in exc.problems]
+    line = f"surge: {exc}" + "".join(f": {p}" if i == 0 else f"; {p}"
+                                     for i, p in enumerate(problems))
+    print(" ".join(line.split("\n")), file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
