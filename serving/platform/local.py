@@ -282,7 +282,7 @@ class LocalPlatform:
         pod.restart_at = pod.backoff_s = None
         pod.started_at = self._clock.now()
         self._starts += 1
-        argv = app_command(template, key, ports.user)
+        argv = app_command(template, key, ports.user, python=self._python)
         cwd = os.path.join(self._working_dir, template.working_dir or "")
         try:
             pod.app = spawn(argv, role="app", env=app_environment(self._base_env, template, key, ports.user),

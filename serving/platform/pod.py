@@ -18,6 +18,7 @@ from dataplane.types import RevisionKey
 from .base import PodInfo, PodPhase, PodTemplate, require_command
 
 __all__ = [
+    "PYTHON_NAMES",
     "PodPorts",
     "RestartBackoff",
     "app_command",
@@ -99,11 +100,26 @@ def _declared_env(template: PodTemplate, key: RevisionKey, user_port: int) -> di
     return env
 
 
-def app_command(template: PodTemplate, key: RevisionKey, user_port: int) -> list[str]:
-    """The user program's argv: command + args with `$(VAR)` expanded; ImageOnlyError if none."""
+# A command of one of these bare names runs with Surge's own interpreter (see app_command).
+PYTHON_NAMES = frozenset({"python", "python3"})
+
+
+def app_command(template: PodTemplate, key: RevisionKey, user_port: int,
+                python: str | None = None) -> list[str]:
+    """The user program's argv: command + args with `$(VAR)` expanded; ImageOnlyError if none.
+
+    With `python` (the interpreter running Surge), a command of bare `python` or
+    `python3` runs with it: a manifest written for a container image says `python`,
+    and on this host that name may be missing from PATH (Debian ships only python3) or
+    be an interpreter without the packages the example apps need (aiohttp), which
+    Surge's own environment has. Write a path (`/usr/bin/python3`) to run another one.
+    """
     require_command(template.command, template.image)
     env = _declared_env(template, key, user_port)
-    return [expand_vars(part, env) for part in (*template.command, *template.args)]
+    argv = [expand_vars(part, env) for part in (*template.command, *template.args)]
+    if python is not None and argv[0] in PYTHON_NAMES:
+        argv[0] = python
+    return argv
 
 
 def app_environment(base: Mapping[str, str], template: PodTemplate, key: RevisionKey,

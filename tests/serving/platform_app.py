@@ -14,11 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Handler(BaseHTTPRequestHandler):
-    """GET / -> hello; /env -> JSON env, cwd and argv; /slow?s=N -> headers now, body after N s."""
+    """GET / -> hello; /env -> JSON env, cwd, argv and interpreter; /slow?s=N -> headers now, body after N s."""
 
     def do_GET(self) -> None:
         if self.path == "/env":
-            self._send(json.dumps({"env": dict(os.environ), "cwd": os.getcwd(), "argv": sys.argv}).encode())
+            self._send(json.dumps({"env": dict(os.environ), "cwd": os.getcwd(), "argv": sys.argv,
+                                    "executable": sys.executable}).encode())
         elif self.path.startswith("/slow"):
             seconds = float(self.path.partition("s=")[2] or 1)
             body = b"slow done"

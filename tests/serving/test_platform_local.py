@@ -164,6 +164,27 @@ async def test_app_gets_port_knative_names_env_and_working_dir(platform, tmp_pat
     assert not any(name.startswith("QUEUE_") for name in env)
 
 
+async def test_a_bare_python_command_runs_with_surges_interpreter(tmp_path):
+    # No `python` on the pod's PATH at all, as on a fresh Debian: the pod still starts,
+    # with the interpreter that runs Surge (the one with Surge's packages).
+    local = LocalPlatform(tmp_path / "state", MonotonicClock(), working_dir=str(ROOT),
+                          drain_quiet_s=0.2, base_env={"PATH": str(tmp_path / "empty")})
+    try:
+        await local.ensure(KEY, PodTemplate(command=("python",), args=(APP,),
+                                            service="hello", configuration="hello"))
+        async with asyncio.timeout(STEP_S):
+            await local.scale(KEY, 1)
+            [pod] = await local.wait_pods(KEY, _all_ready(1))
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{pod.address.port}/env") as response:
+                    echoed = json.loads(await response.read())
+            await local.aclose()
+    finally:
+        local.kill_all()
+    assert echoed["executable"] == sys.executable
+    assert echoed["argv"] == [APP]
+
+
 async def test_sigkill_of_the_parent_takes_its_pods_down(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
     parent = await asyncio.create_subprocess_exec(

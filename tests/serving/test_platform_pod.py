@@ -49,6 +49,21 @@ def test_app_command_expands_args_with_container_env():
     assert app_command(TEMPLATE, KEY, 41005) == ["python", "app.py", "--greeting=hi"]
 
 
+INTERPRETERS = [
+    pytest.param(("python", "app.py"), ["/venv/bin/python", "app.py"], id="python"),
+    pytest.param(("python3", "-u", "app.py"), ["/venv/bin/python", "-u", "app.py"], id="python3"),
+    pytest.param(("/usr/bin/python3", "app.py"), ["/usr/bin/python3", "app.py"], id="a-path-stays"),
+    pytest.param(("python3.9", "app.py"), ["python3.9", "app.py"], id="a-versioned-name-stays"),
+    pytest.param(("node", "python"), ["node", "python"], id="only-the-program-name"),
+]
+
+
+@pytest.mark.parametrize(("command", "want"), INTERPRETERS)
+def test_app_command_runs_bare_python_with_surges_interpreter(command, want):
+    template = PodTemplate(command=command, service="hello", configuration="hello")
+    assert app_command(template, KEY, 41005, python="/venv/bin/python") == want
+
+
 def test_app_environment_puts_knative_names_over_the_users():
     env = app_environment({"PATH": "/bin", "QUEUE_SERVING_PORT": "1", "HOME": "/h"}, TEMPLATE, KEY, 41005)
     assert env == {
