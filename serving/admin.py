@@ -29,12 +29,14 @@ import hmac
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from .client import LATEST, TagSpec, TrafficSpec
+
 __all__ = [
+    "LATEST",
     "AdminController",
     "InvalidRequestError",
     "KINDS",
@@ -50,31 +52,6 @@ log = logging.getLogger(__name__)
 KINDS = ("services", "configurations", "revisions", "routes", "pods")
 # Manifests are small; a few MiB allows hundreds of documents in one apply.
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
-LATEST = "@latest"
-
-
-@dataclass(frozen=True, slots=True)
-class TrafficSpec:
-    """`--traffic TARGET=PERCENT`: TARGET is a revision name, a tag, or `@latest`."""
-
-    target: str
-    percent: int
-
-    def to_json(self) -> dict[str, Any]:
-        """The form sent over the admin API."""
-        return {"target": self.target, "percent": self.percent}
-
-
-@dataclass(frozen=True, slots=True)
-class TagSpec:
-    """`--tag REVISION=TAG`: REVISION is a revision name or `@latest`."""
-
-    revision: str
-    tag: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The form sent over the admin API."""
-        return {"revision": self.revision, "tag": self.tag}
 
 
 class NotFoundError(LookupError):
