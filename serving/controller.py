@@ -38,10 +38,10 @@ from .manifests import parse_manifests
 from .model import ObjectKey, Revision, ServingObject
 from .platform import Platform, PlatformError, PodInfo, PodPhase
 from .reconciler import RevisionPlan, command_problems, diff_plans, ingress_routes, plan
+from .routing import configuration_conditions, route_status, service_status
 from .state import (
-    ApplyResult, Change, ObjectNotFound, ServingState, apply, configuration_conditions,
-    delete_service, describe_service, mark_revision_ready, route_status, service_status,
-    state_to_dict, update_service,
+    ApplyResult, Change, ObjectNotFound, ServingState, apply, delete_service, describe_service,
+    mark_revision_ready, state_to_dict, update_service,
 )
 from .store import Store
 from .validation import FieldProblem, ValidationError

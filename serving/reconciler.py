@@ -46,7 +46,8 @@ from dataplane import Mode, PodAddress, RevisionEndpoints, RevisionKey
 
 from .model import Revision
 from .platform import ImageOnlyError, PodInfo, PodPhase, PodTemplate, require_command
-from .state import ServingState, routing_table
+from .routing import routing_table
+from .state import ServingState
 from .validation import FieldProblem
 
 __all__ = [

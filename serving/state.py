@@ -17,14 +17,11 @@ Theory of operation (Knative's configuration and route reconcilers, done in one 
    becomes it once the platform reports it ready; while it is not (or if it failed),
    latestReady moves only to a newer ready revision, never back, so a broken revision
    leaves traffic on the last good one.
-4. A route resolves its targets to revisions: revisionName as named, configurationName
-   (or a Service's latestRevision) to the configuration's latestReady. Identical
-   (tag, revision, latestRevision) entries merge. If every target is ready the result
-   becomes the route's traffic (and is kept); if one is missing, failed or not ready
-   yet, the route keeps its last complete traffic, as Knative does. Deliberate
-   difference: a route that never had traffic routes to a revision that is still
-   starting (not to a failed one), so a first request waits in the activator for the
-   first pod instead of getting a 404.
+4. After every operation each route is resolved (serving.routing): if every target is
+   ready the result becomes the route's kept traffic (`route_traffic`); if one is
+   missing, failed or not ready yet, the route keeps its last complete traffic, as
+   Knative does. Status and the routing table are computed from that in
+   serving.routing (re-exported here).
 
 Worked example: apply `hello` (v1) → hello-00001 created, traffic hello-00001 100% while
 it starts. Ready → latestReady hello-00001. Apply v2 → hello-00002 created, traffic
@@ -42,30 +39,24 @@ from autoscaler import AutoscalerConfig
 from dataplane.types import RevisionKey
 
 from .configmaps import (
-    AUTOSCALER_CONFIG, CLUSTER_LOCAL_DOMAIN, DEFAULTS_CONFIG, DefaultsConfig, DomainConfig,
+    AUTOSCALER_CONFIG, DEFAULTS_CONFIG, DefaultsConfig, DomainConfig,
     default_revision_spec, ignored_keys, parse_autoscaler_configmap, parse_defaults_config,
     parse_domain_config,
 )
 from .manifests import parse_object, parse_revision_spec
+# Route resolution, status and the routing table live in serving.routing; they are
+# re-exported here, where callers found them first.
+from .routing import (
+    HostRoute, ResolvedTarget, configuration_conditions, effective_traffic, resolve_route,
+    route_status, routing_table, service_status,
+)
 from .model import (
-    SERVICE_LABEL, Condition, ConfigMap, Configuration, ConfigurationStatus, EnvVar, ObjectKey,
-    ObjectMeta, Revision, RevisionStatus, RevisionTemplate, Route, RouteStatus, Service,
-    ServiceStatus, ServingObject, TrafficTarget,
+    SERVICE_LABEL, ConfigMap, Configuration, ConfigurationStatus, EnvVar, ObjectKey, ObjectMeta,
+    Revision, RevisionStatus, RevisionTemplate, Route, Service, ServingObject, TrafficTarget,
 )
 from .validation import (
     FieldProblem, ValidationError, validate_configuration, validate_route, validate_service,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedTarget:
-    """A traffic entry resolved to a concrete revision (Knative's status traffic)."""
-
-    revision_name: str
-    percent: int
-    tag: str = ""
-    latest_revision: bool = False
-    configuration_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +106,6 @@ class ApplyResult:
 
 class ObjectNotFound(LookupError):
     """The named object is not in the state."""
-
-
-@dataclass(frozen=True, slots=True)
-class HostRoute:
-    """Where one external host sends requests: percent splits and the route's tags."""
-
-    host: str
-    splits: tuple[tuple[RevisionKey, int], ...]
-    tags: Mapping[str, RevisionKey]
-    tag: str = ""  # the tag this host serves; "" for the route's own host
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
 
 
 class _Work:
@@ -436,7 +414,7 @@ def _merge_untagged(targets: list[TrafficTarget]) -> tuple[TrafficTarget, ...]:
     return tuple(out)
 
 
-# ---------------------------------------------------------------- status and routing
+# ---------------------------------------------------------------- readiness and status
 
 
 def _settle(state: ServingState) -> ServingState:
@@ -445,7 +423,7 @@ def _settle(state: ServingState) -> ServingState:
     state = replace(state, configurations=configurations)
     kept = {k: v for k, v in state.route_traffic.items() if k in state.routes}
     for key, route in state.routes.items():
-        targets, problem = _resolve(state, route)
+        targets, problem = resolve_route(state, route)
         if problem is None:
             kept[key] = targets
     return replace(state, route_traffic=kept)
@@ -471,168 +449,11 @@ def _advance_latest_ready(state: ServingState, cfg: Configuration) -> Configurat
     return replace(cfg, status=replace(status, latest_ready_revision_name=ready_name))
 
 
-# (reason, message) of the first failing target, or ("", "") when only waiting for readiness.
-_Problem = tuple[str, str] | None
-
-
-def _resolve(state: ServingState, route: Route) -> tuple[tuple[ResolvedTarget, ...], _Problem]:
-    """The route's targets as revisions; the problem is None only if all are ready."""
-    out: list[ResolvedTarget] = []
-    failure: tuple[str, str] | None = None
-    waiting = False
-    for t in route.traffic:
-        rev, why = _target_revision(state, route, t)
-        if why is not None:
-            failure = failure or why
-            continue
-        assert rev is not None
-        waiting = waiting or not rev.status.ready
-        resolved = ResolvedTarget(rev.name, t.percent or 0, t.tag, bool(t.latest_revision),
-                                  rev.configuration)
-        same = [i for i, o in enumerate(out) if (o.tag, o.revision_name, o.latest_revision)
-                == (resolved.tag, resolved.revision_name, resolved.latest_revision)]
-        if same:
-            out[same[0]] = replace(out[same[0]], percent=out[same[0]].percent + resolved.percent)
-        else:
-            out.append(resolved)
-    if failure is not None:
-        return (), failure
-    return tuple(out), (("", "") if waiting else None)
-
-
-def _target_revision(state: ServingState, route: Route,
-                     t: TrafficTarget) -> tuple[Revision | None, tuple[str, str] | None]:
-    """The revision one target points at, or why it cannot point anywhere."""
-    ns = route.metadata.namespace
-    if t.revision_name:
-        rev = state.revisions.get(RevisionKey(ns, t.revision_name))
-        if rev is None:
-            return None, ("RevisionMissing", f"revision {t.revision_name!r} referenced in "
-                                             "traffic not found")
-        if route.owner_service and rev.service != route.owner_service:
-            return None, ("RevisionNotOwned", f"revision {t.revision_name!r} belongs to "
-                                              f"{rev.service or 'no'} service, not "
-                                              f"{route.owner_service!r}")
-    else:
-        cfg = state.configurations.get(ObjectKey(ns, t.configuration_name))
-        if cfg is None:
-            return None, ("ConfigurationMissing", f"configuration {t.configuration_name!r} "
-                                                  "referenced in traffic not found")
-        name = cfg.status.latest_ready_revision_name or cfg.status.latest_created_revision_name
-        rev = state.revisions.get(RevisionKey(ns, name))
-        if rev is None:
-            return None, ("ConfigurationMissing", f"configuration {cfg.metadata.name!r} has "
-                                                  "no revision")
-    if rev.status.ready is False:
-        return None, ("RevisionFailed", f"revision {rev.name!r} failed: "
-                                        f"{rev.status.reason}: {rev.status.message}".rstrip(": "))
-    return rev, None
-
-
-def effective_traffic(state: ServingState, key: ObjectKey) -> tuple[ResolvedTarget, ...]:
-    """The traffic a route serves now: all-ready resolution, else its last complete one,
-    else (never routed yet) targets that are still starting, else nothing."""
-    resolved, problem = _resolve(state, state.routes[key])
-    if problem is None:
-        return resolved
-    if key in state.route_traffic:
-        return state.route_traffic[key]
-    return resolved  # () when a target failed or is missing
-
-
-def _domain(state: ServingState, route: Route) -> str:
-    return state.domain.lookup(route.metadata.labels)
-
-
-def _host(state: ServingState, route: Route, tag: str = "") -> str:
-    meta = route.metadata
-    return f"{tag + '-' if tag else ''}{meta.name}.{meta.namespace}.{_domain(state, route)}"
-
-
-def route_status(state: ServingState, key: ObjectKey) -> RouteStatus:
-    """A route's URL, address, resolved traffic with tag URLs, and conditions."""
-    route = state.routes[key]
-    _, problem = _resolve(state, route)
-    if problem is None:
-        assigned = Condition("AllTrafficAssigned", "True")
-    elif problem[0]:
-        assigned = Condition("AllTrafficAssigned", "False", *problem)
-    else:
-        assigned = Condition("AllTrafficAssigned", "Unknown", "RevisionNotReady",
-                             "waiting for a revision in traffic to become ready")
-    traffic = tuple(TrafficTarget(
-        tag=t.tag, revision_name=t.revision_name, latest_revision=t.latest_revision,
-        percent=t.percent, url=f"http://{_host(state, route, t.tag)}" if t.tag else "")
-        for t in effective_traffic(state, key))
-    address = f"http://{key.name}.{key.namespace}.{CLUSTER_LOCAL_DOMAIN}"
-    return RouteStatus(f"http://{_host(state, route)}", address, traffic,
-                       (assigned, replace(assigned, type="Ready")))
-
-
-def _configuration_ready(state: ServingState, cfg: Configuration) -> Condition:
-    name = cfg.status.latest_created_revision_name
-    rev = state.revisions.get(RevisionKey(cfg.metadata.namespace, name))
-    if rev is None or rev.status.ready is None:
-        return Condition("Ready", "Unknown", "RevisionNotReady",
-                         f"revision {name!r} is not ready yet")
-    if rev.status.ready is False:
-        return Condition("Ready", "False", "RevisionFailed",
-                         f"revision {name!r} failed: {rev.status.reason}: "
-                         f"{rev.status.message}".rstrip(": "))
-    return Condition("Ready", "True")
-
-
-def configuration_conditions(state: ServingState, key: ObjectKey) -> tuple[Condition, ...]:
-    """A Configuration's Ready condition: whether its latest created revision is ready."""
-    return (_configuration_ready(state, state.configurations[key]),)
-
-
-def service_status(state: ServingState, key: ObjectKey) -> ServiceStatus:
-    """A Service's status: ConfigurationsReady, RoutesReady and Ready, URLs and traffic."""
-    svc, cfg = state.services[key], state.configurations[key]
-    configs = replace(_configuration_ready(state, cfg), type="ConfigurationsReady")
-    route = route_status(state, key)
-    routes = replace(route.conditions[-1], type="RoutesReady")
-    worst = next((c for c in (configs, routes) if c.status == "False"),
-                 next((c for c in (configs, routes) if c.status == "Unknown"), None))
-    ready = Condition("Ready", "True") if worst is None else replace(worst, type="Ready")
-    return ServiceStatus(svc.metadata.generation, (configs, ready, routes), route.url,
-                         route.address_url, route.traffic,
-                         cfg.status.latest_created_revision_name,
-                         cfg.status.latest_ready_revision_name)
-
-
 def describe_service(state: ServingState, key: ObjectKey) -> dict[str, Any]:
     """The Knative-shaped Service with its status (what `surge get -o json` prints)."""
     if key not in state.services:
         raise ObjectNotFound(f"service {key} not found")
     return state.services[key].to_knative(service_status(state, key))
-
-
-def routing_table(state: ServingState) -> tuple[HostRoute, ...]:
-    """Per external host, the revisions and percents to split across, and the tags.
-
-    The route's own host splits by percent over its resolved traffic (0% entries
-    dropped, a revision named twice summed); each tag host sends 100% to its tag's
-    revision. Routes with nothing to serve are left out (the activator answers 404).
-    """
-    table: list[HostRoute] = []
-    for key in sorted(state.routes):
-        route = state.routes[key]
-        traffic = effective_traffic(state, key)
-        if not traffic:
-            continue
-        ns = key.namespace
-        tags = {t.tag: RevisionKey(ns, t.revision_name) for t in traffic if t.tag}
-        percents: dict[str, int] = {}
-        for t in traffic:
-            if t.percent:
-                percents[t.revision_name] = percents.get(t.revision_name, 0) + t.percent
-        splits = tuple((RevisionKey(ns, name), pct) for name, pct in percents.items())
-        table.append(HostRoute(_host(state, route), splits, tags))
-        table += [HostRoute(_host(state, route, tag), ((rev, 100),), tags, tag)
-                  for tag, rev in tags.items()]
-    return tuple(table)
 
 
 # ---------------------------------------------------------------- persistence
