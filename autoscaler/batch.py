@@ -53,6 +53,7 @@ from .windows import (
     WEIGHTED_EXPONENTIAL,
     bucket_index,
     decay_weights,
+    leading_weight,
     normalize_algorithm,
     smoothing_coefficient,
     window_span,
@@ -87,13 +88,18 @@ def _round_half_away(values: np.ndarray) -> np.ndarray:
 class _Group:
     """The rings of every revision whose windows share a bucket count and algorithm."""
 
-    __slots__ = ("span", "n", "weighted", "weights", "ring", "first", "last", "owner", "free")
+    __slots__ = ("span", "n", "weighted", "alpha", "weights", "leading", "ring", "first", "last",
+                 "owner", "free")
 
     def __init__(self, span: float, algorithm: str, capacity: int) -> None:
         self.span = span
         self.n = int(np.ceil(span))
         self.weighted = algorithm == WEIGHTED_EXPONENTIAL
-        self.weights = decay_weights(smoothing_coefficient(self.n), self.n)
+        self.alpha = smoothing_coefficient(self.n)
+        self.weights = decay_weights(self.alpha, self.n)
+        # leading[z]: the newest bucket's weight after z silent buckets, Go's math.Pow way.
+        self.leading = np.array([leading_weight(self.alpha, z) for z in range(self.n + 1)]
+                                if self.weighted else [])
         self.ring = np.zeros((capacity, self.n), order="F")
         self.first = np.full(capacity, NONE, dtype=np.int64)
         self.last = np.full(capacity, NONE, dtype=np.int64)
@@ -154,15 +160,36 @@ class _Group:
         # In the steady state every row was written in bucket k and nothing needs masking;
         # rows silent for longer than the window are zeroed by the caller either way.
         steady = not ((z > 0) & (z <= self.span) & (self.owner >= 0)).any()
-        for age in range(self.n):
-            column = self.ring[:, (k - age) % self.n]
-            if not steady:
-                column = np.where(zc <= age, column, 0.0)
-            total += column * self.weights[age] if self.weighted else column
+        if self.weighted:
+            self._weighted_sums(k, zc, steady, total)
+        else:
+            self._linear_sums(k, zc, steady, total)
         past = np.flatnonzero((z < 0) & (self.owner >= 0))
         if past.size:
             total[past] = self._sums_from_last(past)
         return total, z
+
+    def _linear_sums(self, k: int, zc: np.ndarray, steady: bool, total: np.ndarray) -> None:
+        for age in range(self.n):
+            column = self.ring[:, (k - age) % self.n]
+            if not steady:
+                column = np.where(zc <= age, column, 0.0)
+            total += column
+
+    def _weighted_sums(self, k: int, zc: np.ndarray, steady: bool, total: np.ndarray) -> None:
+        # Per row, as WeightedWindow.average: start at leading[z] on the newest bucket and
+        # multiply by (1 - alpha) per older bucket; rows still inside their silence add 0.
+        weight = self.leading[np.minimum(zc, self.n)]
+        decay = 1.0 - self.alpha
+        for age in range(self.n):
+            column = self.ring[:, (k - age) % self.n]
+            if steady:
+                total += column * weight
+                weight = weight * decay
+            else:
+                counted = zc <= age
+                total += np.where(counted, column * weight, 0.0)
+                weight = np.where(counted, weight * decay, weight)
 
     def _sums_from_last(self, rows: np.ndarray) -> np.ndarray:
         # A read before a row's last write counts the n buckets ending at that write.

@@ -24,6 +24,9 @@ Reading at bucket k_now with z = k_now - last silent buckets (z <= 0 reads from 
     decimals (half away from zero, Go's math.Round).
   * weighted: 0 if z > W/g; else sum over i < n - z of bucket[last - i] * a*(1-a)^(z+i)
     with a = max(1 - 0.0001^(1/n), 0.2). Not normalised: quiet seconds decay it.
+    The arithmetic is Knative's to the last bit: a and the leading weight a*(1-a)^z come
+    from a port of Go's math.Pow (`go_pow`), then each older bucket's weight is the
+    previous one times (1 - a), in Knative's order of operations.
 
 Worked example, W = 5 s, g = 1 s (n = 5), writes 1, 2, 3, 4, 5 at t = 0..4:
   average(4) = 15/5 = 3.0; average(6): z = 2, buckets 4, 3, 2 remain, sum 12 over
@@ -57,6 +60,8 @@ __all__ = [
     "WeightedWindow",
     "bucket_index",
     "decay_weights",
+    "go_pow",
+    "leading_weight",
     "make_window",
     "normalize_algorithm",
     "round_half_away",
@@ -74,6 +79,9 @@ WEIGHTED_EXPONENTIAL_ALT = "weightedExponential"
 # smoothing coefficient never drops below 0.2 (else long windows become plain averages).
 WEIGHT_PRECISION = 0.9999
 MIN_SMOOTHING = 0.2
+# Knative's `1 - weightPrecision` is Go constant arithmetic, so exactly 0.0001; the float
+# subtraction 1.0 - 0.9999 gives 9.999999999998899e-05 and moves alpha by a few ulps.
+RESIDUAL_WEIGHT = 1e-4
 PRECISION_DIGITS = 6
 
 # How many float ulps below a bucket boundary still count as on it: Go keeps durations in
@@ -103,9 +111,61 @@ def window_span(window: float, granularity: float) -> float:
     return span
 
 
+def go_pow(x: float, y: float) -> float:
+    """x**y computed the way Go's math.Pow does, for finite x > 0 and finite y >= 0.
+
+    Go splits y into whole and fractional parts: x**frac is exp(frac * log(x)) (with the
+    fraction moved into (-0.5, 0.5]) and x**whole comes from repeated squaring of x's
+    mantissa, which is plain IEEE multiplication and so bit-identical here. The
+    exp/log half matches Go wherever the platform's libm rounds as Go's does (Go's own
+    result there depends on the CPU: its amd64 Exp takes an FMA path when it can).
+    C's pow rounds once instead, and differs from Go in the last bits far more often.
+    """
+    if y == 0 or x == 1:
+        return 1.0
+    whole = math.floor(y)
+    frac = y - whole
+    if frac > 0.5:
+        frac -= 1.0
+        whole += 1
+    a1 = math.exp(frac * math.log(x)) if frac != 0 else 1.0
+    ae = 0
+    x1, xe = math.frexp(x)
+    i = int(whole)
+    while i:
+        if xe < -(1 << 12) or (1 << 12) < xe:
+            ae += xe                              # overflow or underflow: ldexp decides
+            break
+        if i & 1:
+            a1 *= x1
+            ae += xe
+        x1 *= x1
+        xe <<= 1
+        if x1 < 0.5:
+            x1 += x1
+            xe -= 1
+        i >>= 1
+    try:
+        return math.ldexp(a1, ae)
+    except OverflowError:
+        return math.inf
+
+
 def smoothing_coefficient(n_buckets: int) -> float:
-    """The weighted window's alpha: max(1 - (1 - 0.9999)^(1/n), 0.2), as Knative."""
-    return max(1.0 - math.pow(1.0 - WEIGHT_PRECISION, 1.0 / n_buckets), MIN_SMOOTHING)
+    """The weighted window's alpha: max(1 - 0.0001^(1/n), 0.2), computed as Knative does."""
+    return max(1.0 - go_pow(RESIDUAL_WEIGHT, 1.0 / n_buckets), MIN_SMOOTHING)
+
+
+def leading_weight(alpha: float, silent_buckets: int) -> float:
+    """The weight of the newest bucket after z silent ones: alpha * (1-alpha)^z, Go's way.
+
+    Knative starts from alpha * math.Pow(1 - alpha, z) and then multiplies by (1 - alpha)
+    bucket by bucket; building alpha*(1-alpha)^(z+i) by multiplication alone differs
+    from it in the last bits once z > 1, so both windows and the batch start here.
+    """
+    if silent_buckets <= 0:
+        return alpha
+    return alpha * go_pow(1.0 - alpha, silent_buckets)
 
 
 def decay_weights(alpha: float, n_buckets: int) -> list[float]:
@@ -276,7 +336,7 @@ class WeightedWindow(_BucketRing):
 
     @property
     def smoothing_coefficient(self) -> float:
-        """alpha = max(1 - (1 - 0.9999)^(1/num_buckets), 0.2)."""
+        """alpha = max(1 - 0.0001^(1/num_buckets), 0.2)."""
         return self._alpha
 
     def average(self, now: float) -> float:
@@ -284,10 +344,16 @@ class WeightedWindow(_BucketRing):
         z = self._silence(now)
         if z is None:
             return 0.0
-        last, n, weights = self._last, len(self._buckets), self._weights
+        last, n, buckets = self._last, len(self._buckets), self._buckets
         total = 0.0
+        if z == 0:
+            for i, weight in enumerate(self._weights):  # alpha * (1-alpha)^i, precomputed
+                total += buckets[(last - i) % n] * weight
+            return total
+        weight, decay = leading_weight(self._alpha, z), 1.0 - self._alpha
         for i in range(n - z):
-            total += self._buckets[(last - i) % n] * weights[z + i]
+            total += buckets[(last - i) % n] * weight
+            weight *= decay
         return total
 
     def resize(self, window: float, now: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +16,8 @@ from autoscaler.windows import (
     MaxWindow,
     WeightedWindow,
     bucket_index,
+    go_pow,
+    leading_weight,
     make_window,
     normalize_algorithm,
     round_half_away,
@@ -99,13 +102,14 @@ LINEAR_CASES = [
 
 WEIGHTED_CASES = [
     pytest.param(5, 1, [
-        ("record", 0, 2), ("average", 0, lambda m: 2 * m),
-        ("average", 1, lambda m: 2 * m * (1 - m)),       # a silent second decays it
-        ("record", 1, 2), ("average", 1, lambda m: 2 * m * (1 - m) + 2 * m),
+        # Knative's TestTimedFloat64BucketsWeightedAverage compares with ==, and so do we.
+        ("record", 0, 2), ("exact", 0, lambda m: 2 * m),
+        ("exact", 1, lambda m: 2 * m * (1 - m)),       # a silent second decays it
+        ("record", 1, 2), ("exact", 1, lambda m: 2 * m * (1 - m) + 2 * m),
         *[("record", 2 + i, i + 2) for i in range(5)],
-        ("average", 6, lambda m: 6 * m + 5 * m * (1 - m) + 4 * m * (1 - m) * (1 - m)
+        ("exact", 6, lambda m: 6 * m + 5 * m * (1 - m) + 4 * m * (1 - m) * (1 - m)
          + 3 * m * (1 - m) * (1 - m) * (1 - m) + 2 * m * (1 - m) * (1 - m) * (1 - m) * (1 - m)),
-        ("average", 16, lambda m: 0.0),
+        ("exact", 16, lambda m: 0.0),
     ], id="knative-weighted-average"),
     pytest.param(5, 1, [
         *[("record", i, i + 1) for i in range(6)],
@@ -133,7 +137,9 @@ def _run(window, steps):
             assert window.num_buckets == args[0], step
         else:
             t, want = args
-            if op == "average":
+            if op == "exact":
+                got, want = window.average(T0 + t), want(window.smoothing_coefficient)
+            elif op == "average":
                 got = window.average(T0 + t)
                 if callable(want):
                     # Products of weights associate differently from Knative's test
@@ -186,6 +192,59 @@ def test_buckets_lists_sums_oldest_first(granularity, writes, want):
 def test_smoothing_coefficient_matches_knative(n_buckets, want):
     assert smoothing_coefficient(n_buckets) == pytest.approx(want, abs=6e-4)
     assert WeightedWindow(n_buckets).smoothing_coefficient == smoothing_coefficient(n_buckets)
+
+
+def _bits(value: float) -> str:
+    return struct.pack(">d", value).hex()
+
+
+# Bit patterns printed by Go (math.Float64bits) for Knative's computeSmoothingCoeff(n) and
+# for the leading weight m * math.Pow(1-m, z) of WeightedFloat64Buckets.WindowAverage.
+@pytest.mark.parametrize(("n_buckets", "go_bits"), [
+    pytest.param(2, "3fefae147ae147ae", id="2"),
+    pytest.param(3, "3fee83c2d3b29c00", id="3"),
+    pytest.param(5, "3feaeda7cea25322", id="5"),
+    pytest.param(6, "3fe91b164c4fd313", id="6-panic-default"),
+    pytest.param(10, "3fe342b4c0456da6", id="10"),
+    pytest.param(30, "3fd0eb3cbfe2917e", id="30"),
+    pytest.param(40, "3fca5373d0c8ef30", id="40"),
+    pytest.param(41, "3fc9c0dcfdbc3fbc", id="41-last-above-floor"),
+    pytest.param(42, "3fc999999999999a", id="42-floor"),
+])
+def test_smoothing_coefficient_is_knatives_to_the_bit(n_buckets, go_bits):
+    assert _bits(smoothing_coefficient(n_buckets)) == go_bits
+
+
+@pytest.mark.parametrize(("n_buckets", "silent", "go_bits"), [
+    pytest.param(6, 0, "3fe91b164c4fd313", id="6-z0"),
+    pytest.param(6, 1, "3fc5a2b21d8b23b6", id="6-z1"),
+    pytest.param(6, 2, "3fa2a51a72eabada", id="6-z2"),
+    pytest.param(6, 3, "3f801155f36649ab", id="6-z3"),
+    pytest.param(6, 6, "3f149111db64355c", id="6-z6"),
+    pytest.param(5, 3, "3f6b71b2f3cb7dbf", id="5-z3"),
+    pytest.param(60, 7, "3fa5798ee2308c3f", id="60-z7"),
+    pytest.param(60, 30, "3f3039d66589688e", id="60-z30"),
+    pytest.param(60, 59, "3e99b604aaaca654", id="60-z59"),
+])
+def test_leading_weight_is_knatives_to_the_bit(n_buckets, silent, go_bits):
+    alpha = smoothing_coefficient(n_buckets)
+    assert _bits(leading_weight(alpha, silent)) == go_bits
+    # Multiplying alpha by (1 - alpha) z times is not the same number (z > 1 here):
+    # the window must start from the leading weight, as Knative does.
+    window = WeightedWindow(n_buckets)
+    window.record(T0, 1.0)
+    # A whole window of silence leaves no bucket to weigh (Knative reads 0 there too).
+    want = leading_weight(alpha, silent) if silent < n_buckets else 0.0
+    assert window.average(T0 + silent) == want
+
+
+@pytest.mark.parametrize(("x", "y"), [
+    pytest.param(0.8, 0, id="zero-power"), pytest.param(0.8, 1, id="first-power"),
+    pytest.param(0.8, 3600, id="deep-underflow"), pytest.param(1e-4, 0.5, id="half"),
+    pytest.param(1e-4, 0.75, id="fraction-above-half"), pytest.param(2.5, 7.25, id="mixed"),
+])
+def test_go_pow_agrees_with_pow_to_rounding(x, y):
+    assert go_pow(x, y) == pytest.approx(x**y, rel=1e-14, abs=1e-300)
 
 
 def test_resize_recomputes_smoothing_coefficient():
