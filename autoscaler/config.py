@@ -120,7 +120,7 @@ class ScalingSpec:
     stable_window: float = 60.0
     scale_down_delay: float = 0.0
     reachable: bool = True
-    activation_scale: int = 1
+    activation_scale: int = 0   # 0 = none, as Knative's DeciderSpec; 0 and 1 act alike
     activator_capacity: float = 100.0
     initial_scale: int = 1
 
@@ -585,8 +585,9 @@ def resolve_spec(config: AutoscalerConfig, annotations: Annotations = None, *,
         stable_window=resolve_windows(config, annotations)[0],
         scale_down_delay=config.scale_down_delay if delay_ns is None else delay_ns / _S,
         reachable=reachable,
-        # Knative stores 0 for "no activation scale"; the decider treats 0 and 1 alike.
-        activation_scale=max(1, activation or 1),
+        # Knative's MakeDecider passes the annotation through and stores 0 when it is
+        # absent; the decider only acts on values above 1.
+        activation_scale=0 if activation is None else activation,
         activator_capacity=config.activator_capacity,
         initial_scale=resolve_initial_scale(config, annotations),
     )

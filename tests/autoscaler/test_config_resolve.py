@@ -90,7 +90,7 @@ DC = config(container_concurrency_target_fraction=1.0, max_scale_up_rate=10.0, r
             activator_capacity=811, rps_target_utilization_fraction=1.0)
 BASE = ScalingSpec(metric="concurrency", target_value=100.0, total_value=100.0, target_burst_capacity=211.0,
                    panic_threshold=2.0, max_scale_up_rate=10.0, max_scale_down_rate=2.0, stable_window=60.0,
-                   scale_down_delay=0.0, reachable=True, activation_scale=1, activator_capacity=811.0,
+                   scale_down_delay=0.0, reachable=True, activation_scale=0, activator_capacity=811.0,
                    initial_scale=1)
 
 # (cc, annotations, config changes, reachable, spec changes)
@@ -126,6 +126,10 @@ DECIDER = [
                  id="sdd-annotation-zero-is-set-not-absent"),
     pytest.param(0, {A + "initial-scale": "2"}, {}, True, {"initial_scale": 2}, id="initial-scale"),
     pytest.param(0, {A + "activation-scale": "3"}, {}, True, {"activation_scale": 3}, id="activation-scale"),
+    pytest.param(0, {A + "activation-scale": "1"}, {}, True, {"activation_scale": 1},
+                 id="activation-scale-passed-through-as-is"),
+    pytest.param(0, {A + "activation-scale": "x"}, {}, True, {"activation_scale": 0},
+                 id="activation-scale-unparsable-is-absent"),
     pytest.param(0, {A + "window": "90s"}, {}, True, {"stable_window": 90.0}, id="window-annotation"),
     pytest.param(0, {}, {"stable_window": 120.0}, True, {"stable_window": 120.0}, id="window-config"),
     # Knative hands these to the decider unchanged; the decider and scaler skip them.

@@ -31,7 +31,7 @@ def knative_spec(target: float, tbc: float, **overrides) -> ScalingSpec:
         stable_window=60.0,
         scale_down_delay=0.0,
         reachable=True,
-        activation_scale=1,
+        activation_scale=0,
         activator_capacity=150.0,
         initial_scale=1,
     )

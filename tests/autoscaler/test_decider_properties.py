@@ -33,7 +33,7 @@ def specs(draw, *, delay: bool) -> ScalingSpec:
         stable_window=float(draw(st.integers(min_value=6, max_value=120))),
         scale_down_delay=float(draw(st.integers(min_value=0, max_value=300))) if delay else 0.0,
         reachable=draw(st.booleans()),
-        activation_scale=draw(st.integers(min_value=1, max_value=5)),
+        activation_scale=draw(st.integers(min_value=0, max_value=5)),
     )
 
 
