@@ -79,7 +79,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise CliError("this build has no stack to run (serving.stack is missing)") from None
         raise CliError(f"cannot start the stack: {exc}") from None
     with StateDirLock(args.state_dir):
-        return int(stack.run(port=args.port, state_dir=args.state_dir) or 0)
+        # The platform options go only with a non-default platform: `stack.run(port=,
+        # state_dir=)` stays the whole contract of the default local stack.
+        options = {} if args.platform == "local" else {
+            "platform": args.platform, "queue_proxy_image": args.queue_proxy_image}
+        return int(stack.run(port=args.port, state_dir=args.state_dir, **options) or 0)
 
 
 def _read_manifest(name: str) -> tuple[str, str]:
@@ -252,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Ctrl-C; state persists in the state directory.")
     up.add_argument("--port", type=_port, default=DEFAULT_PORT,
                     help=f"ingress port on 127.0.0.1 (default: {DEFAULT_PORT})")
+    up.add_argument("--platform", choices=["local", "docker"], default="local",
+                    help="run pods as local processes (default) or as container pairs on "
+                         "the Docker engine")
+    up.add_argument("--queue-proxy-image", metavar="IMAGE", default=None,
+                    help="the sidecar image of Docker pods (default: surge-queue-proxy:dev)")
     up.set_defaults(func=cmd_up)
 
     apply = sub.add_parser("apply", parents=[common], help="apply manifests",

@@ -41,7 +41,7 @@ from dataplane import MonotonicClock
 from .admin import build_admin_app
 from .autoscaling import Autoscaling
 from .controller import Controller
-from .platform import LocalPlatform
+from .platform import LocalPlatform, Platform, PlatformError
 from .state import ServingState, state_from_dict
 from .statedir import ensure_state_dir, new_admin_token, remove_admin_file, write_admin_file
 from .store import Store
@@ -58,20 +58,33 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def run(*, port: int, state_dir: Path, drain_quiet_s: float = 2.0) -> int:
+def run(*, port: int, state_dir: Path, drain_quiet_s: float = 2.0, platform: str = "local",
+        queue_proxy_image: str | None = None) -> int:
     """Run the stack in the foreground until SIGINT/SIGTERM; the exit status."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="surge: %(levelname)s %(name)s: %(message)s")
     try:
         return uvloop.run(serve(port=port, state_dir=Path(state_dir),
-                                drain_quiet_s=drain_quiet_s))
-    except OSError as exc:  # the ingress port is taken, the state directory unwritable
+                                drain_quiet_s=drain_quiet_s, platform=platform,
+                                queue_proxy_image=queue_proxy_image))
+    except (OSError, PlatformError) as exc:  # a port taken, no Docker engine, no image
         print(f"surge: cannot start the stack: {exc}", file=sys.stderr)
         return 1
 
 
+async def _open_platform(kind: str, state_dir: Path, clock: MonotonicClock, drain_quiet_s: float,
+                         queue_proxy_image: str | None) -> Platform:
+    """The pods' platform: local processes, or container pairs on the Docker engine."""
+    if kind == "docker":
+        from .platform.docker import DockerPlatform  # only `--platform docker` needs it
+        image = {"queue_proxy_image": queue_proxy_image} if queue_proxy_image else {}
+        return await DockerPlatform.open(state_dir, clock, drain_quiet_s=drain_quiet_s, **image)
+    return LocalPlatform(state_dir, clock, drain_quiet_s=drain_quiet_s)
+
+
 async def serve(*, port: int, state_dir: Path, drain_quiet_s: float = 2.0,
-                stop: asyncio.Event | None = None) -> int:
+                stop: asyncio.Event | None = None, platform: str = "local",
+                queue_proxy_image: str | None = None) -> int:
     """The stack's life on the running loop; returns 0 after a clean stop."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -83,13 +96,13 @@ async def serve(*, port: int, state_dir: Path, drain_quiet_s: float = 2.0,
     try:
         snapshot = await asyncio.to_thread(store.load)
         state = ServingState() if snapshot is None else state_from_dict(snapshot)
-        platform = LocalPlatform(state_dir, clock, drain_quiet_s=drain_quiet_s)
+        pods = await _open_platform(platform, state_dir, clock, drain_quiet_s, queue_proxy_image)
         try:
             async with aiohttp.ClientSession() as session:
-                return await _serve(port, state_dir, state, store, platform, clock, session,
+                return await _serve(port, state_dir, state, store, pods, clock, session,
                                     stop)
         finally:
-            platform.kill_all()  # only does anything if something above failed
+            pods.kill_all()  # type: ignore[attr-defined]  # only acts if something failed
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -98,7 +111,7 @@ async def serve(*, port: int, state_dir: Path, drain_quiet_s: float = 2.0,
 
 
 async def _serve(port: int, state_dir: Path, state: ServingState, store: Store,
-                 platform: LocalPlatform, clock: MonotonicClock,
+                 platform: Platform, clock: MonotonicClock,
                  session: aiohttp.ClientSession, stop: asyncio.Event) -> int:
     controller: Controller | None = None
 
