@@ -6,9 +6,9 @@ Three jobs, all pure (no I/O, no clock):
    `config-autoscaler` ConfigMap with Go's syntaxes (see `autoscaler.durations`) and check
    every rule Knative's pkg/autoscaler/config checks, in Knative's order, but report
    all problems at once in a `ConfigError`, one `key: value rule` line each.
-2. `validate_annotations(annotations, config)` checks `autoscaling.knative.dev/*`
-   annotations (and their legacy camelCase spellings) as Knative's webhook does and
-   returns a list of `FieldError`s. A FieldError prints like Knative's apis.FieldError,
+2. `validate_annotations(annotations, config)` (from `autoscaler.annotations`, re-exported
+   here) checks `autoscaling.knative.dev/*` annotations (and their legacy camelCase
+   spellings) as Knative's webhook does and returns a list of `FieldError`s. A FieldError prints like Knative's apis.FieldError,
    `<message>: <key>[, <key>]`; the message carries the value and the rule, e.g.
    `expected 1 <= 0 <= 100: autoscaling.knative.dev/target-utilization-percentage`.
    Where Knative's message names no rule, we add it after "; ", e.g.
@@ -40,24 +40,62 @@ stable-window: '2s' must be between 6s and 1h0m0s
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import yaml
 
-from autoscaler.durations import NANOS_PER_SECOND, format_duration, parse_bool, parse_duration_ns
-from autoscaler.durations import parse_float, parse_int
+from autoscaler.annotations import (
+    ACTIVATION_SCALE_ANNOTATION,
+    ANNOTATION_KEYS,
+    ANNOTATION_PREFIX,
+    CLASS_ANNOTATION,
+    HPA_CLASS,
+    INITIAL_SCALE_ANNOTATION,
+    KPA_CLASS,
+    LEGACY_ANNOTATIONS,
+    LINEAR,
+    MAX_SCALE_ANNOTATION,
+    METRIC_AGGREGATION_ALGORITHM_ANNOTATION,
+    METRIC_ANNOTATION,
+    MIN_SCALE_ANNOTATION,
+    PANIC_THRESHOLD_PERCENTAGE_ANNOTATION,
+    PANIC_WINDOW_PERCENTAGE_ANNOTATION,
+    SCALE_DOWN_DELAY_ANNOTATION,
+    SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION,
+    TARGET_ANNOTATION,
+    TARGET_BURST_CAPACITY_ANNOTATION,
+    TARGET_MIN,
+    TARGET_UTILIZATION_PERCENTAGE_ANNOTATION,
+    WEIGHTED_EXPONENTIAL,
+    WINDOW_ANNOTATION,
+    WINDOW_MAX_S,
+    WINDOW_MIN_S,
+    Annotations,
+    FieldError,
+    find_annotation,
+    go_duration_text,
+    parsed_or_none,
+    validate_annotations,
+)
+from autoscaler.durations import NANOS_PER_SECOND, parse_bool, parse_duration_ns, parse_float
+from autoscaler.durations import parse_int
+
+__all__ = [
+    # re-exported from autoscaler.annotations, where they live
+    "ANNOTATION_KEYS", "ANNOTATION_PREFIX", "HPA_CLASS", "KPA_CLASS", "LEGACY_ANNOTATIONS",
+    "FieldError", "validate_annotations",
+    # this module
+    "BUCKET_SIZE_S", "CONFIG_NAME", "AutoscalerConfig", "ConfigError", "ConfigProblem",
+    "ScalingSpec", "parse_autoscaler_config", "resolve_aggregation_algorithm", "resolve_class",
+    "resolve_initial_scale", "resolve_metric", "resolve_scale_bounds",
+    "resolve_scale_to_zero_pod_retention", "resolve_spec", "resolve_windows",
+]
 
 logger = logging.getLogger(__name__)
 
-KPA_CLASS = "kpa.autoscaling.knative.dev"
-HPA_CLASS = "hpa.autoscaling.knative.dev"
 CONFIG_NAME = "config-autoscaler"
-TARGET_MIN = 0.01  # Knative's TargetMin: small CC x small TU may go below 1
-WINDOW_MIN_S = 6.0  # three 2 s ticks; shorter windows miss data points
-WINDOW_MAX_S = 3600.0
 BUCKET_SIZE_S = 1.0  # the smallest panic window: one metric bucket
 _S = NANOS_PER_SECOND
 
@@ -296,7 +334,7 @@ def _check(v: dict[str, Any], data: Mapping[str, Any], broken: set[str]) -> list
     rule(("max-scale-down-rate",), v["max_scale_down_rate"] > 1, "must be > 1.0")
     window = v["stable_window"]
     rule(("stable-window",), WINDOW_MIN_S * _S <= window <= WINDOW_MAX_S * _S,
-         f"must be between {_go(WINDOW_MIN_S)} and {_go(WINDOW_MAX_S)}")
+         f"must be between {go_duration_text(WINDOW_MIN_S)} and {go_duration_text(WINDOW_MAX_S)}")
     rule(("stable-window",), window % _S == 0, "must be whole seconds")
     rule(("panic-window-percentage",), 1 <= v["panic_window_percentage"] <= 100,
          "must be between 1 and 100")
@@ -321,206 +359,7 @@ def _default_text(key: str) -> str:
     """The default of a ConfigMap key as a user would write it."""
     name = _KEYS[key][0]
     value = getattr(AutoscalerConfig(), name)
-    return _go(value) if name in _DURATION_FIELDS else str(value)
-
-
-def _go(seconds: float) -> str:
-    """Seconds as Go prints a Duration ("6s", "1h0m0s")."""
-    return format_duration(round(seconds * _S))
-
-
-# ---------------------------------------------------------------- annotations
-
-ANNOTATION_PREFIX = "autoscaling.knative.dev/"
-CLASS_ANNOTATION = ANNOTATION_PREFIX + "class"
-METRIC_ANNOTATION = ANNOTATION_PREFIX + "metric"
-TARGET_ANNOTATION = ANNOTATION_PREFIX + "target"
-TARGET_UTILIZATION_PERCENTAGE_ANNOTATION = ANNOTATION_PREFIX + "target-utilization-percentage"
-MIN_SCALE_ANNOTATION = ANNOTATION_PREFIX + "min-scale"
-MAX_SCALE_ANNOTATION = ANNOTATION_PREFIX + "max-scale"
-INITIAL_SCALE_ANNOTATION = ANNOTATION_PREFIX + "initial-scale"
-ACTIVATION_SCALE_ANNOTATION = ANNOTATION_PREFIX + "activation-scale"
-WINDOW_ANNOTATION = ANNOTATION_PREFIX + "window"
-PANIC_WINDOW_PERCENTAGE_ANNOTATION = ANNOTATION_PREFIX + "panic-window-percentage"
-PANIC_THRESHOLD_PERCENTAGE_ANNOTATION = ANNOTATION_PREFIX + "panic-threshold-percentage"
-TARGET_BURST_CAPACITY_ANNOTATION = ANNOTATION_PREFIX + "target-burst-capacity"
-SCALE_DOWN_DELAY_ANNOTATION = ANNOTATION_PREFIX + "scale-down-delay"
-SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION = (
-    ANNOTATION_PREFIX + "scale-to-zero-pod-retention-period")
-METRIC_AGGREGATION_ALGORITHM_ANNOTATION = ANNOTATION_PREFIX + "metric-aggregation-algorithm"
-
-# Legacy camelCase spellings still read; the kebab-case key wins when both are present
-# (Knative's kmap.KeyPriority). Keys absent here have no alias.
-LEGACY_ANNOTATIONS: dict[str, str] = {
-    MIN_SCALE_ANNOTATION: ANNOTATION_PREFIX + "minScale",
-    MAX_SCALE_ANNOTATION: ANNOTATION_PREFIX + "maxScale",
-    INITIAL_SCALE_ANNOTATION: ANNOTATION_PREFIX + "initialScale",
-    TARGET_UTILIZATION_PERCENTAGE_ANNOTATION: ANNOTATION_PREFIX + "targetUtilizationPercentage",
-    PANIC_WINDOW_PERCENTAGE_ANNOTATION: ANNOTATION_PREFIX + "panicWindowPercentage",
-    PANIC_THRESHOLD_PERCENTAGE_ANNOTATION: ANNOTATION_PREFIX + "panicThresholdPercentage",
-    TARGET_BURST_CAPACITY_ANNOTATION: ANNOTATION_PREFIX + "targetBurstCapacity",
-    SCALE_DOWN_DELAY_ANNOTATION: ANNOTATION_PREFIX + "scaleDownDelay",
-    SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION:
-        ANNOTATION_PREFIX + "scaleToZeroPodRetentionPeriod",
-    METRIC_AGGREGATION_ALGORITHM_ANNOTATION: ANNOTATION_PREFIX + "metricAggregationAlgorithm",
-}
-LINEAR = "linear"
-WEIGHTED_EXPONENTIAL = "weighted-exponential"
-_ALGORITHMS = frozenset({LINEAR, WEIGHTED_EXPONENTIAL, "weightedExponential"})
-_INT32_MAX = (1 << 31) - 1
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-Annotations = Mapping[str, str] | None
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    """One annotation problem; prints as `<message>: <key>[, <key>]`, like Knative's."""
-
-    message: str
-    keys: list[str]
-
-    def __str__(self) -> str:
-        return f"{self.message}: {', '.join(self.keys)}"
-
-
-def _get(annotations: Mapping[str, str], key: str) -> tuple[str, str] | None:
-    """(spelling found, value) for `key` or its legacy alias; kebab-case first."""
-    for spelling in (key, LEGACY_ANNOTATIONS.get(key)):
-        # Only strings count: manifests parsed from YAML may carry an unquoted 1 or true.
-        if spelling is not None and isinstance(annotations.get(spelling), str):
-            return spelling, annotations[spelling]
-    return None
-
-
-def _invalid(value: str, rule: str) -> str:
-    return f"invalid value: {value}; {rule}"
-
-
-class _Errors(list):
-    """The FieldErrors found so far."""
-
-    def add(self, found: tuple[str, str], message: str) -> None:
-        self.append(FieldError(message, [found[0]]))
-
-
-def validate_annotations(annotations: Annotations, config: AutoscalerConfig) -> list[FieldError]:
-    """Every problem with the autoscaling annotations, in Knative's order; [] if valid."""
-    anns = annotations or {}
-    errs = _Errors()
-    for key, value in anns.items():
-        if str(key).startswith(ANNOTATION_PREFIX) and not isinstance(value, str):
-            errs.add((key, ""), _invalid(repr(value), "annotation values must be strings"))
-    cls = _get(anns, CLASS_ANNOTATION)
-    if cls and cls[1].endswith(".knative.dev") and cls[1] not in (KPA_CLASS, HPA_CLASS):
-        errs.add(cls, _invalid(cls[1], f"a *.knative.dev class must be {KPA_CLASS} or {HPA_CLASS}"))
-    _validate_scale_bounds(anns, config, errs)
-    _check_float(anns, PANIC_WINDOW_PERCENTAGE_ANNOTATION, 1.0, 100.0, errs)
-    _check_float(anns, PANIC_THRESHOLD_PERCENTAGE_ANNOTATION, 110.0, 1000.0, errs)
-    if found := _get(anns, TARGET_ANNOTATION):
-        value = _parsed(found[1], parse_float)
-        if value is None:
-            errs.add(found, _invalid(found[1], "expected a number"))
-        elif value < TARGET_MIN:
-            errs.add(found, f"target {found[1]} should be at least {TARGET_MIN}")
-    _check_float(anns, TARGET_UTILIZATION_PERCENTAGE_ANNOTATION, 1.0, 100.0, errs)
-    if found := _get(anns, TARGET_BURST_CAPACITY_ANNOTATION):
-        value = _parsed(found[1], parse_float)
-        if value is None or (value < 0 and value != -1):
-            errs.add(found, _invalid(found[1], "expected a number >= 0, or -1 for unlimited"))
-    _check_duration(anns, WINDOW_ANNOTATION, WINDOW_MIN_S, errs, whole=True)
-    _check_duration(anns, SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION, 0.0, errs, whole=False)
-    _check_duration(anns, SCALE_DOWN_DELAY_ANNOTATION, 0.0, errs, whole=True)
-    if found := _get(anns, METRIC_ANNOTATION):
-        cls_name = cls[1] if cls else config.pod_autoscaler_class
-        if cls_name == KPA_CLASS and found[1] not in ("concurrency", "rps"):
-            errs.add(found, _invalid(found[1], "the kpa class scales on concurrency or rps"))
-        elif cls_name == HPA_CLASS and not found[1]:
-            errs.add(found, _invalid(found[1], "the hpa class needs a metric (cpu, memory, ...)"))
-    # Other autoscaler classes may define their own algorithms: only an explicit KPA
-    # class annotation makes this one checkable.
-    found = _get(anns, METRIC_AGGREGATION_ALGORITHM_ANNOTATION)
-    if cls and cls[1] == KPA_CLASS and found and found[1] and found[1] not in _ALGORITHMS:
-        errs.add(found, _invalid(found[1], f"expected {LINEAR} or {WEIGHTED_EXPONENTIAL}"))
-    if found := _get(anns, INITIAL_SCALE_ANNOTATION):
-        value = _parsed(found[1], lambda s: parse_int(s, 64))  # Knative uses Atoi here
-        if value is None:
-            errs.add(found, _invalid(found[1], "expected an integer"))
-        elif value < 0:
-            errs.add(found, _invalid(found[1], "expected >= 0"))
-        elif value == 0 and not config.allow_zero_initial_scale:
-            errs.add(found, _invalid(found[1], "initial-scale=0 not allowed by cluster "
-                                     "(allow-zero-initial-scale is false)"))
-    return list(errs)
-
-
-def _validate_scale_bounds(anns: Mapping[str, str], config: AutoscalerConfig,
-                           errs: _Errors) -> None:
-    """min/max-scale >= 0 and ordered, max-scale within max-scale-limit, activation-scale."""
-
-    def int_ge0(key: str) -> tuple[tuple[str, str] | None, int, bool]:
-        found = _get(anns, key)
-        if found is None:
-            return None, 0, True
-        value = _parsed(found[1], parse_int)
-        if value is not None and value >= 0:
-            return found, value, True
-        if value is None and not _INTEGER.fullmatch(found[1]):
-            errs.add(found, _invalid(found[1], "expected an integer"))
-        else:
-            errs.add(found, f"expected 0 <= {found[1]} <= {_INT32_MAX}")
-        return found, 0, False  # a bad bound reads as 0 below, as in Knative
-
-    min_found, lo, _ = int_ge0(MIN_SCALE_ANNOTATION)
-    max_found, hi, hi_ok = int_ge0(MAX_SCALE_ANNOTATION)
-    if hi != 0 and hi < lo:
-        message = f"max-scale={hi} is less than min-scale={lo}"
-        errs.append(FieldError(message, [max_found[0], min_found[0]]))
-    limit = config.max_scale_limit
-    # Knative also flags an unparsable max-scale as "0 (unlimited)"; one error is enough.
-    if max_found is not None and hi_ok and limit > 0:
-        if hi > limit:
-            errs.add(max_found, f"expected 1 <= {hi} <= {limit}")
-        if hi == 0:
-            errs.add(max_found, f"max-scale=0 (unlimited), must be less than {limit}")
-    if found := _get(anns, ACTIVATION_SCALE_ANNOTATION):
-        value = _parsed(found[1], parse_int)
-        if value is None:
-            errs.add(found, _invalid(found[1], "expected an integer"))
-        elif lo > value:
-            errs.add(found, f"min-scale={lo} is greater than activation-scale={value}")
-        elif hi != 0 and hi < value:
-            errs.add(found, f"max-scale={hi} is less than activation-scale={value}")
-        elif value < 2:
-            errs.add(found, f"activation-scale={value} must be greater than 1")
-
-
-def _check_float(anns: Mapping[str, str], key: str, lo: float, hi: float, errs: _Errors) -> None:
-    if found := _get(anns, key):
-        value = _parsed(found[1], parse_float)
-        if value is None:
-            errs.add(found, _invalid(found[1], "expected a number"))
-        elif not lo <= value <= hi:
-            errs.add(found, f"expected {lo:g} <= {found[1]} <= {hi:g}")
-
-
-def _check_duration(anns: Mapping[str, str], key: str, lo_s: float, errs: _Errors, *,
-                    whole: bool) -> None:
-    if found := _get(anns, key):
-        ns = _parsed(found[1], parse_duration_ns)
-        if ns is None:
-            errs.add(found, _invalid(found[1], "expected a duration like 60s"))
-        elif not lo_s * _S <= ns <= WINDOW_MAX_S * _S:
-            errs.add(found, f"expected {_go(lo_s)} <= {found[1]} <= {_go(WINDOW_MAX_S)}")
-        elif whole and ns % _S:
-            errs.add(found, f"must be specified with at most second precision; got {found[1]}")
-
-
-def _parsed(text: str, parse: Callable[[str], Any]) -> Any:
-    """`parse(text)`, or None when it does not parse."""
-    try:
-        return parse(text)
-    except ValueError:
-        return None
+    return go_duration_text(value) if name in _DURATION_FIELDS else str(value)
 
 
 # ---------------------------------------------------------------- resolution
@@ -528,19 +367,19 @@ def _parsed(text: str, parse: Callable[[str], Any]) -> Any:
 
 def _annotation(annotations: Annotations, key: str, parse: Callable[[str], Any]) -> Any:
     """A parsed annotation, or None when absent or unparsable (Knative's pa_lifecycle)."""
-    found = _get(annotations or {}, key)
-    return None if found is None else _parsed(found[1], parse)
+    found = find_annotation(annotations or {}, key)
+    return None if found is None else parsed_or_none(found[1], parse)
 
 
 def resolve_class(config: AutoscalerConfig, annotations: Annotations = None) -> str:
     """The autoscaler class: the annotation, else the ConfigMap's, else KPA."""
-    found = _get(annotations or {}, CLASS_ANNOTATION)
+    found = find_annotation(annotations or {}, CLASS_ANNOTATION)
     return found[1] if found else (config.pod_autoscaler_class or KPA_CLASS)
 
 
 def resolve_metric(config: AutoscalerConfig, annotations: Annotations = None) -> str:
     """The scaling metric: the annotation, else cpu for HPA and concurrency otherwise."""
-    found = _get(annotations or {}, METRIC_ANNOTATION)
+    found = find_annotation(annotations or {}, METRIC_ANNOTATION)
     if found and found[1]:
         return found[1]
     return "cpu" if resolve_class(config, annotations) == HPA_CLASS else "concurrency"
@@ -640,7 +479,7 @@ def resolve_scale_to_zero_pod_retention(config: AutoscalerConfig, annotations: A
 
 def resolve_aggregation_algorithm(annotations: Annotations = None) -> str:
     """The window aggregation: weighted-exponential if the annotation asks, else linear."""
-    found = _get(annotations or {}, METRIC_AGGREGATION_ALGORITHM_ANNOTATION)
+    found = find_annotation(annotations or {}, METRIC_AGGREGATION_ALGORITHM_ANNOTATION)
     if found and found[1] in (WEIGHTED_EXPONENTIAL, "weightedExponential"):
         return WEIGHTED_EXPONENTIAL
     return LINEAR

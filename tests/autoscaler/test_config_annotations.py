@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import doctest
 
 import pytest
 
+import autoscaler.annotations
 from autoscaler.config import (
     HPA_CLASS,
     KPA_CLASS,
@@ -217,3 +219,13 @@ def test_field_error_prints_like_knative():
     error = FieldError("max-scale=2 is less than min-scale=5", [MAX, MIN])
     assert str(error) == f"max-scale=2 is less than min-scale=5: {MAX}, {MIN}"
     assert error.message == "max-scale=2 is less than min-scale=5" and error.keys == [MAX, MIN]
+
+
+def test_module_docstring_example_runs():
+    result = doctest.testmod(autoscaler.annotations)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_config_module_reexports_the_annotation_api():
+    assert validate_annotations is autoscaler.annotations.validate_annotations
+    assert FieldError is autoscaler.annotations.FieldError
