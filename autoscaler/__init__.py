@@ -10,6 +10,7 @@ collection and the tick loop), `metrics` (Prometheus), `replay` (trace replay).
 from .batch import BatchStats, WindowBatch
 from .collector import CollectionStats, MetricCollection, stat_record_time
 from .config import (
+    ANNOTATION_KEYS,
     CONFIG_NAME,
     HPA_CLASS,
     KPA_CLASS,
@@ -73,7 +74,7 @@ from .windows import (
 )
 
 __all__ = [
-    "CONFIG_NAME", "HPA_CLASS", "KPA_CLASS", "LEGACY_ANNOTATIONS", "LINEAR",
+    "ANNOTATION_KEYS", "CONFIG_NAME", "HPA_CLASS", "KPA_CLASS", "LEGACY_ANNOTATIONS", "LINEAR",
     "WEIGHTED_EXPONENTIAL", "Activity", "AutoscalerConfig", "AutoscalerMetrics",
     "BatchStats", "CollectionStats", "ConfigError", "ConfigProblem", "Decider",
     "Decision", "FieldError", "LinearWindow", "MaxWindow", "MetricCollection",

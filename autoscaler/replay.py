@@ -72,8 +72,7 @@ from dataclasses import asdict, dataclass
 from dataplane.stat import Stat
 
 from .collector import MetricCollection
-from . import config as cfg
-from .config import (ANNOTATION_PREFIX, CLASS_ANNOTATION, KPA_CLASS, LEGACY_ANNOTATIONS,
+from .config import (ANNOTATION_KEYS, ANNOTATION_PREFIX, CLASS_ANNOTATION, KPA_CLASS,
                      METRIC_ANNOTATION, AutoscalerConfig, ScalingSpec, resolve_aggregation_algorithm,
                      resolve_class, resolve_scale_bounds, resolve_scale_to_zero_pod_retention,
                      resolve_spec, resolve_windows, validate_annotations)
@@ -93,16 +92,6 @@ MAX_TRACE_SECONDS = 7 * 86_400
 _MAX_PASSES = 4
 _WHOLE = re.compile(r"[0-9]+")
 _NUMBER = re.compile(r"[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
-# Every autoscaling annotation the config module reads, in both spellings. (config.py
-# has no list of them; its constants are the one source of the names.)
-_KNOWN_ANNOTATIONS = frozenset(
-    [cfg.CLASS_ANNOTATION, cfg.METRIC_ANNOTATION, cfg.TARGET_ANNOTATION,
-     cfg.TARGET_UTILIZATION_PERCENTAGE_ANNOTATION, cfg.MIN_SCALE_ANNOTATION, cfg.MAX_SCALE_ANNOTATION,
-     cfg.INITIAL_SCALE_ANNOTATION, cfg.ACTIVATION_SCALE_ANNOTATION, cfg.WINDOW_ANNOTATION,
-     cfg.PANIC_WINDOW_PERCENTAGE_ANNOTATION, cfg.PANIC_THRESHOLD_PERCENTAGE_ANNOTATION,
-     cfg.TARGET_BURST_CAPACITY_ANNOTATION, cfg.SCALE_DOWN_DELAY_ANNOTATION,
-     cfg.SCALE_TO_ZERO_POD_RETENTION_PERIOD_ANNOTATION, cfg.METRIC_AGGREGATION_ALGORITHM_ANNOTATION]
-    + list(LEGACY_ANNOTATIONS.values()))
 
 
 class ReplayError(ValueError):
@@ -180,7 +169,7 @@ def resolve_revision(config: AutoscalerConfig, annotations: Mapping[str, str] | 
     """Validate the annotations as admission would and resolve them; ReplayError if refused."""
     anns = dict(annotations or {})
     for key in anns:
-        if key not in _KNOWN_ANNOTATIONS:
+        if key not in ANNOTATION_KEYS:
             # validate_annotations ignores keys it does not know; in a tuning tool a typo
             # that silently changes nothing would be worse than an error.
             raise ReplayError(key, f"not an annotation the autoscaler reads (expected "

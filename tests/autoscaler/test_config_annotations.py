@@ -9,6 +9,7 @@ import pytest
 
 import autoscaler.annotations
 from autoscaler.config import (
+    ANNOTATION_KEYS,
     HPA_CLASS,
     KPA_CLASS,
     LEGACY_ANNOTATIONS,
@@ -229,3 +230,16 @@ def test_module_docstring_example_runs():
 def test_config_module_reexports_the_annotation_api():
     assert validate_annotations is autoscaler.annotations.validate_annotations
     assert FieldError is autoscaler.annotations.FieldError
+
+
+@pytest.mark.parametrize("key", [pytest.param(k, id=k.removeprefix(A)) for k in ANNOTATION_KEYS])
+def test_every_listed_annotation_key_is_one_validation_reads(key):
+    # With the class pinned to KPA every key but the class itself refuses "bogus".
+    anns = {CLASS: "bogus.knative.dev"} if key == CLASS else {CLASS: KPA_CLASS, key: "bogus"}
+    assert [e.keys[0] for e in validate_annotations(anns, AutoscalerConfig())] == [key]
+
+
+def test_annotation_keys_are_the_kebab_keys_and_their_legacy_spellings():
+    assert len(set(ANNOTATION_KEYS)) == len(ANNOTATION_KEYS) == 15 + len(LEGACY_ANNOTATIONS)
+    assert set(LEGACY_ANNOTATIONS) | set(LEGACY_ANNOTATIONS.values()) <= set(ANNOTATION_KEYS)
+    assert all(k.startswith(A) for k in ANNOTATION_KEYS)
