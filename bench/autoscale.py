@@ -15,8 +15,8 @@ it, once a second, it records:
 * the autoscaler's decisions: from its Prometheus metrics (stable and panic concurrency,
   desired pods, excess burst capacity, panic mode) when the stack serves them (admin.json
   `metrics_port`, else the admin API's `/metrics`); otherwise from the lines `surge up`
-  prints for each change of the desired count ("autoscaler wants 8 pod(s) (panic), was
-  1"): desired pods, and panic as the flag of the latest such line.
+  prints for each change of the desired count ("autoscaler wants 4 pod(s), was 2, panic
+  mode"): desired pods, and panic as the flag of the latest such line.
 
 Then it stops the stack by PID (SIGTERM, the way Ctrl-C stops it; SIGKILL for the
 process group if it has not exited within `--stop-grace` seconds), writes a JSON summary
@@ -89,10 +89,11 @@ METRICS = {
     "autoscaler_panic_mode": "panic",
 }
 # What `surge up` prints when the autoscaler changes a revision's desired count, e.g.
-# "05:14:28 revision/default/hello-00001: autoscaler wants 3 pod(s) (panic), was 1".
+# "05:33:27 revision/default/hello-00001: autoscaler wants 2 pod(s), was 1, panic mode"
+# (older builds: "... wants 3 pod(s) (panic), was 1"); panic is any mention after it.
 DECISION_LINE = re.compile(
     r"revision/[^/\s]+/(?P<revision>[^:\s]+): autoscaler wants (?P<desired>\d+) pod\(s\)"
-    r"(?P<panic> \(panic\))?, was \d+")
+    r"(?P<rest>.*)")
 
 
 # --- the stack under test ----------------------------------------------------------------
@@ -290,7 +291,7 @@ def parse_decisions(lines: Sequence[str], revision: str) -> list[tuple[int, bool
     for line in lines:
         m = DECISION_LINE.search(line)
         if m and m["revision"] == revision:
-            out.append((int(m["desired"]), m["panic"] is not None))
+            out.append((int(m["desired"]), "panic" in m["rest"]))
     return out
 
 
@@ -332,6 +333,10 @@ def panic_spans(samples: Sequence[Sample]) -> list[tuple[float, float]]:
     return spans
 
 
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
 def summarize(samples: Sequence[Sample], duration_s: float, concurrency: int,
               target: float) -> dict[str, Any]:
     """Headline figures: peak pods, when, pods late in the load against the KPA's ask.
@@ -345,7 +350,7 @@ def summarize(samples: Sequence[Sample], duration_s: float, concurrency: int,
     load = [s for s in samples if 0 <= s.t_s < duration_s]
     late = [s for s in load if s.t_s >= duration_s - 10] or load
     peak = max((s.pods_total for s in samples), default=0)
-    observed = statistics.median([s.pod_concurrency for s in late]) if late else None
+    observed = _median([s.pod_concurrency for s in late])
     spans = panic_spans(samples)
     after = [s for s in samples if s.t_s >= duration_s]
     return {
@@ -355,8 +360,8 @@ def summarize(samples: Sequence[Sample], duration_s: float, concurrency: int,
         "peak_pods": peak,
         "seconds_to_peak": next((s.t_s for s in samples if s.pods_total == peak), None),
         "seconds_to_first_scale_up": next((s.t_s for s in load if s.pods_total > 1), None),
-        "pods_last_10s_of_load": statistics.median([s.pods_total for s in late]) if late else None,
-        "ready_pods_last_10s_of_load": statistics.median([s.pods_ready for s in late]) if late else None,
+        "pods_last_10s_of_load": _median([s.pods_total for s in late]),
+        "ready_pods_last_10s_of_load": _median([s.pods_ready for s in late]),
         "pod_concurrency_last_10s": observed,
         "kpa_pods_for_pod_concurrency": math.ceil(observed / target) if observed else None,
         "panic_spans_s": spans,
