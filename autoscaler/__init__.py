@@ -8,7 +8,7 @@ collection and the tick loop), `metrics` (Prometheus), `replay` (trace replay).
 """
 
 from .batch import BatchStats, WindowBatch
-from .collector import CollectionStats, MetricCollection, stat_record_time
+from .collector import CollectionStats, MetricCollection, is_poke, stat_record_time
 from .config import (
     ANNOTATION_KEYS,
     CONFIG_NAME,
@@ -86,6 +86,6 @@ __all__ = [
     "normalize_algorithm", "num_activators", "parse_autoscaler_config",
     "resolve_aggregation_algorithm", "resolve_class", "resolve_initial_scale",
     "parse_trace", "replay", "resolve_revision", "resolve_metric", "resolve_scale_bounds", "resolve_scale_to_zero_pod_retention",
-    "resolve_spec", "resolve_windows", "sample_size", "stat_record_time",
+    "resolve_spec", "resolve_windows", "is_poke", "sample_size", "stat_record_time",
     "validate_annotations",
 ]

@@ -35,7 +35,7 @@ from dataplane.stat import Stat
 from .decider import Observation
 from .windows import LinearWindow, WeightedWindow, make_window, normalize_algorithm
 
-__all__ = ["CollectionStats", "MetricCollection", "stat_record_time"]
+__all__ = ["CollectionStats", "MetricCollection", "is_poke", "stat_record_time"]
 
 CONCURRENCY = "concurrency"
 RPS = "rps"
@@ -54,6 +54,19 @@ def stat_record_time(now: float, timestamp: int, wall_now: float) -> float:
         return now
     age_s = math.floor(wall_now) - timestamp
     return now - max(0, age_s)
+
+
+def is_poke(desired_pods: int, concurrency: float) -> bool:
+    """Whether a pushed (activator) stat with this concurrency runs the decider at once.
+
+    Knative (multiscaler.go `Poke`): a stat carrying concurrency for a revision whose
+    desired scale is 0 is a cold start, and deciding now instead of at the next 2 s tick
+    takes up to 2 s off the first request. Knative checks for exactly 0; we also poke at
+    -1 (nothing decided yet), so a new revision's first request is not left waiting for
+    a tick either: the decider runs earlier, with the same inputs a tick would have.
+    Examples: (0, 1.0) and (-1, 1.0) poke; (0, 0.0) and (1, 5.0) do not.
+    """
+    return concurrency != 0 and desired_pods <= 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ from dataplane.clock import Clock
 from dataplane.stat import Stat
 from dataplane.types import RevisionKey
 
-from .collector import MetricCollection, stat_record_time
+from .collector import MetricCollection, is_poke, stat_record_time
 from .config import ScalingSpec
 from .decider import Decider, Decision, Observation
 from .scraper import ReadyPod
@@ -244,7 +244,7 @@ class Multiscaler:
             return
         self._ingested += 1
         rev.collection.record(stat_record_time(now, stat.timestamp, self._wall_clock()), stat)
-        if stat.average_concurrent_requests != 0 and rev.status.desired_pods <= 0:
+        if is_poke(rev.status.desired_pods, stat.average_concurrent_requests):
             self.poke(key)
 
     def tick(self) -> None:

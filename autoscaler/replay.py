@@ -24,7 +24,8 @@ Model, one step per trace second t (times are trace seconds; `now = t`):
    which is the collector's "no data" (2.4) and keeps the last decision.
 3. Decider. It runs every `tick_interval_s` (t = 2, 4, ...), and at once on a poke: a
    stat through the activator (no ready pod, or SKS in Proxy) with load while the
-   current desired scale is <= 0, the condition `Multiscaler.ingest` pokes on.
+   current desired scale is <= 0: `collector.is_poke`, the condition `Multiscaler.ingest`
+   pokes on.
 4. Reconcile, every second, with the latest decision: `apply_decision` with the
    replicas last applied, ready(t), the PA state kept across steps, and the activator
    in the path exactly while the SKS is in Proxy (its probe succeeds then, and
@@ -71,7 +72,7 @@ from dataclasses import asdict, dataclass
 
 from dataplane.stat import Stat
 
-from .collector import MetricCollection
+from .collector import MetricCollection, is_poke
 from .config import (ANNOTATION_KEYS, ANNOTATION_PREFIX, CLASS_ANNOTATION, KPA_CLASS,
                      METRIC_ANNOTATION, AutoscalerConfig, ScalingSpec, resolve_aggregation_algorithm,
                      resolve_class, resolve_scale_bounds, resolve_scale_to_zero_pod_retention,
@@ -362,7 +363,10 @@ def replay(trace: Trace, setup: RevisionSetup, options: ReplayOptions = ReplayOp
         via_activator = ready == 0 or mode is SKSMode.PROXY
         if load > 0 or (ready > 0 and collection.has_scrape_target):
             collection.record(now, _stat(spec.metric, load, via_activator))
-        poke = via_activator and load > 0 and status.desired_pods <= 0
+        # The activator's stat carries concurrency whenever requests arrive, also for an
+        # rps trace (where this replay records only the request rate).
+        concurrency = load if spec.metric == "concurrency" else float(load > 0)
+        poke = via_activator and is_poke(status.desired_pods, concurrency)
         ticked = t > 0 and t % options.tick_interval_s == 0
         observed = None
         if poke or ticked:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.collector import MetricCollection, stat_record_time
+from autoscaler.collector import MetricCollection, is_poke, stat_record_time
 from autoscaler.decider import Observation
 from dataplane.stat import Stat
 
@@ -147,3 +147,14 @@ def test_non_finite_stat_is_refused_and_not_recorded(bad: Stat) -> None:
         collection.record(T0, bad)
     assert collection.observe(T0) == Observation(6.0, 6.0)
     assert collection.stats().records == 1
+
+
+@pytest.mark.parametrize(("desired", "concurrency", "pokes"), [
+    pytest.param(0, 1.0, True, id="cold-start-at-zero"),
+    pytest.param(-1, 1.0, True, id="before-the-first-decision"),
+    pytest.param(0, 0.0, False, id="idle-second-at-zero"),
+    pytest.param(1, 5.0, False, id="already-scaled"),
+    pytest.param(0, 0.25, True, id="any-concurrency"),
+])
+def test_is_poke(desired, concurrency, pokes):
+    assert is_poke(desired, concurrency) is pokes
