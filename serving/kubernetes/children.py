@@ -37,6 +37,8 @@ from serving.model import (
     RevisionSpec,
 )
 
+from serving.validation import FieldProblem, ValidationError
+
 from .names import (
     CONFIGURATION_UID_LABEL,
     GROUP,
@@ -120,13 +122,25 @@ def latest_revision_name(configuration: Mapping[str, Any]) -> str:
     return byo or revision_name(meta["name"], int(meta.get("generation") or 1))
 
 
-def defaulted_spec(raw: Mapping[str, Any], defaults: DefaultsConfig) -> dict[str, Any]:
+def _read_spec(raw: Mapping[str, Any], path: str) -> RevisionSpec:
+    """The model of a revision spec; ValidationError paths start at `path`."""
+    try:
+        return parse_revision_spec(raw)
+    except ValidationError as exc:
+        # parse_revision_spec names fields under "spec.spec."; say where they really are.
+        raise ValidationError(FieldProblem(
+            path + p.path.removeprefix("spec.spec"), p.reason, p.object)
+            for p in exc.problems) from None
+
+
+def defaulted_spec(raw: Mapping[str, Any], defaults: DefaultsConfig,
+                   path: str = "spec.template.spec") -> dict[str, Any]:
     """A revision spec with config-defaults filled in; other fields are kept as written.
 
-    ValidationError when the spec cannot be read (the controller reports it on the
-    Configuration's status).
+    ValidationError naming the field (under `path`) when the spec cannot be read; the
+    controller reports it on the Configuration's status.
     """
-    spec = default_revision_spec(parse_revision_spec(raw), defaults)
+    spec = default_revision_spec(_read_spec(raw, path), defaults)
     out = copy.deepcopy(dict(raw))
     out.update({k: v for k, v in spec.to_knative().items() if k != "containers"})
     containers = [dict(c) for c in out.get("containers") or [{}]]
@@ -177,7 +191,7 @@ def revision_model(revision: Mapping[str, Any]) -> Revision:
     """The serving.model Revision of a Revision object (ValidationError if its spec is bad)."""
     meta = _meta(revision)
     labels = dict(meta.get("labels") or {})
-    spec: RevisionSpec = parse_revision_spec((revision.get("spec") or {}))
+    spec = _read_spec(revision.get("spec") or {}, "spec")
     # The model re-adds these three from its own fields when it renders labels.
     configuration = labels.pop(CONFIGURATION_LABEL, "")
     generation = int(labels.pop(CONFIGURATION_GENERATION_LABEL, "0") or 0)
