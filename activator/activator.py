@@ -208,6 +208,11 @@ class Activator:
             proxy=self._server.stats() if self._server.pool is not None else None,
         )
 
+    def revision_stats(self, key: RevisionKey) -> ThrottlerStats | None:
+        """One revision's throttler snapshot (its mode, pods, load), None if unknown."""
+        state = self._handler.revisions.get(key)
+        return None if state is None else state.throttler.stats()
+
     def healthy_pods(self, key: RevisionKey) -> frozenset[PodAddress]:
         """The revision's pods whose probe passed (the ones requests may go to)."""
         return self._prober.healthy(key)

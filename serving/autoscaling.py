@@ -164,6 +164,11 @@ class Autoscaling:
         self._endpoints.remove_revision(key)
         await self._platform.delete(key)
 
+    def replicas(self, key: RevisionKey) -> int | None:
+        """The pods last asked of the platform for a revision (None if not watched)."""
+        rev = self._revisions.get(key)
+        return None if rev is None else rev.replicas
+
     def pods_changed(self, key: RevisionKey, pods: tuple[PodInfo, ...]) -> None:
         """The platform's pods of a revision changed: new endpoints, and a pass."""
         rev = self._revisions.get(key)

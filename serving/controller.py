@@ -202,11 +202,29 @@ class Controller:
             return [r.to_knative(route_status(s, k))
                     for k, r in sorted(s.routes.items()) if keep(k.namespace)]
         if kind == "revisions":
-            return [r.to_knative() for k, r in sorted(s.revisions.items()) if keep(k.namespace)]
+            return [self._revision_json(r) for k, r in sorted(s.revisions.items())
+                    if keep(k.namespace)]
         if kind == "pods":
             return [pod_to_json(p, r.service) for k, r in sorted(s.revisions.items())
                     if keep(k.namespace) for p in self._platform.pods(k)]
         raise InvalidRequestError(f"unknown kind {kind!r}")
+
+    def _revision_json(self, rev: Revision) -> dict[str, Any]:
+        """The Revision with what runs now: Knative's actual/desiredReplicas, and how the
+        activator reaches it (`mode` Proxy or Serve, as Knative's ServerlessService says,
+        with its healthy pods and requests in flight or waiting)."""
+        obj = rev.to_knative()
+        status = obj.setdefault("status", {})
+        status["actualReplicas"] = sum(1 for p in self._platform.pods(rev.key) if p.ready)
+        desired = self._autoscaling.replicas(rev.key)
+        if desired is not None:
+            status["desiredReplicas"] = desired
+        throttler = self._activator.revision_stats(rev.key)
+        if throttler is not None:
+            status["activator"] = {
+                "mode": throttler.mode.value.capitalize(), "pods": throttler.pods,
+                "inFlight": throttler.in_flight, "waiting": throttler.waiting}
+        return obj
 
     async def describe_service(self, namespace: str, name: str) -> dict[str, Any]:
         """The service with its revisions (newest first), pods and recent events."""
@@ -219,7 +237,7 @@ class Controller:
         events = await asyncio.to_thread(self._store.events, _EVENT_LIMIT, objects)
         return {
             "service": describe_service(s, key),
-            "revisions": [r.to_knative() for r in revisions],
+            "revisions": [self._revision_json(r) for r in revisions],
             "pods": [pod_to_json(p, name) for r in revisions for p in self._platform.pods(r.key)],
             "events": [e.to_dict() for e in events],
         }
@@ -251,9 +269,10 @@ class Controller:
         await self._forget(removed)
         return {"kind": "Service", "namespace": namespace, "name": name, "action": "deleted"}
 
-    async def log_paths(self, namespace: str, name: str,
-                        revision: str | None = None) -> list[str]:
-        """The app log files of the service's pods, past and present, oldest first."""
+    async def log_paths(self, namespace: str, name: str, revision: str | None = None,
+                        container: str = "user-container") -> list[str]:
+        """The service's pods' log files (the app's, the queue-proxy's or `all`), past and
+        present, oldest first."""
         if ObjectKey(namespace, name) not in self.state.services:
             raise NotFoundError("service", namespace, name)
         names = [r.name for r in self._revisions_of(namespace, name)]
@@ -261,8 +280,12 @@ class Controller:
             if revision not in names:
                 raise NotFoundError("revision", namespace, revision)
             names = [revision]
-        # Pod logs are `<revision>-<5 characters>.log` (the platform's naming).
-        paths = [p for n in names for p in self._logs.glob(f"{n}-?????.log")]
+        # The platform's naming: `<pod>.log` for the app, `<pod>.queue-proxy.log`, and a
+        # pod is `<revision>-<5 characters>`.
+        suffixes = {"user-container": [".log"], "queue-proxy": [".queue-proxy.log"],
+                    "all": [".log", ".queue-proxy.log"]}[container]
+        paths = [p for n in names for suffix in suffixes
+                 for p in self._logs.glob(f"{n}-?????{suffix}")]
         return [str(p) for p in sorted(paths, key=lambda p: (p.stat().st_mtime, p.name))]
 
     # -- the platform's reports ---------------------------------------------------------

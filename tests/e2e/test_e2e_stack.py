@@ -244,6 +244,12 @@ traffic:
     percent: 0
     tag: next
 """))
+    # The 0% revision is routed before it is ready: wait until the stack holds it ready
+    # (it stores a state before it serves it), which a restart must then bring back.
+    async with asyncio.timeout(20):
+        while (await stack.admin(session, "/v1/namespaces/default/services/back"))[
+                "service"]["status"].get("latestReadyRevisionName") != "back-two":
+            await asyncio.sleep(0.1)
     before = (await stack.surge("describe", "service", "back", "-o", "json")).json()
     pids = pids_of(await stack.pods(session))
 
@@ -258,3 +264,45 @@ traffic:
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
     assert (await get(session, stack, "back"))[1]["revision"] == "back-one"
     assert (await get(session, stack, "back", tag="next"))[1]["revision"] == "back-two"
+
+
+async def _wait_mode(stack: Stack, session: aiohttp.ClientSession, revision: str, mode: str,
+                     timeout_s: float) -> dict:
+    """Poll the revision until the activator reports `mode` for it (and, in serve mode,
+    a pod its probe passed, which it requires before sending anything straight to it)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            revs = (await stack.admin(session, "/v1/revisions"))["items"]
+            status = next(r["status"] for r in revs if r["metadata"]["name"] == revision)
+            activator = status.get("activator", {})
+            if activator.get("mode") == mode and (mode == "Proxy" or activator["pods"]):
+                return status
+            await asyncio.sleep(0.25)
+
+
+async def test_activator_flips_to_serve_and_back_on_config_reload_without_failing(stack,
+                                                                                  session):
+    # target-burst-capacity 0: the activator leaves the path as soon as a pod is ready
+    # (EBC >= 0), so requests go straight to the pod (serve mode). A config-autoscaler
+    # with -1 (always in the path) then hot-reloads it back to proxy mode, and 0 again
+    # to serve; 8 clients run through every flip and none may fail.
+    await stack.apply(config_autoscaler(target_burst_capacity="0"))
+    await stack.apply(service_yaml("flip", annotations={ANN + "min-scale": "1"}))
+    stop = asyncio.Event()
+    load = asyncio.ensure_future(run_load(session, stack, "flip", clients=8, until=stop,
+                                          path="/?sleep=0.01"))
+    try:
+        serving = await _wait_mode(stack, session, "flip-00001", "Serve", 20)
+        await stack.apply(config_autoscaler(target_burst_capacity="-1"))
+        await _wait_mode(stack, session, "flip-00001", "Proxy", 20)
+        await stack.apply(config_autoscaler(target_burst_capacity="0"))
+        await _wait_mode(stack, session, "flip-00001", "Serve", 20)
+    finally:
+        stop.set()
+        result = await load
+
+    assert serving["actualReplicas"] >= 1 and serving["activator"]["pods"] >= 1
+    assert result.statuses[200] > 0 and set(result.statuses) == {200}, result.statuses
+    assert set(result.revisions) == {"flip-00001"}
+    flips = [line for line in stack.lines if "revision/default/flip-00001: activator" in line]
+    assert [("serve" in line) for line in flips] == [True, False, True], flips
