@@ -10,7 +10,9 @@ JSON in, JSON out. Endpoints (`{ns}` a namespace, `{kind}` one of KINDS):
     PATCH  /v1/namespaces/{ns}/services/{name}       {"env", "traffic", "tags", "untags"}
                                                      -> the updated Service object
     DELETE /v1/namespaces/{ns}/services/{name}       -> {"deleted": summary}
-    GET    /v1/namespaces/{ns}/services/{name}/logs[?revision=r]  -> {"paths": [...]}
+    GET    /v1/namespaces/{ns}/services/{name}/logs[?revision=r][&container=c]
+                                                     -> {"paths": [...]}
+           (c: user-container, the default; queue-proxy; or all)
 
 Errors are `{"error": "<one line>", "problems": [{"object"?, "path", "reason"}, ...]}`
 with 400 for a rejected request (any ValueError carrying `.problems`: serving's
@@ -40,6 +42,8 @@ __all__ = [
     "AdminController",
     "InvalidRequestError",
     "KINDS",
+    "LOG_CONTAINERS",
+    "USER_CONTAINER",
     "NotFoundError",
     "TagSpec",
     "TrafficSpec",
@@ -50,6 +54,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 KINDS = ("services", "configurations", "revisions", "routes", "pods")
+# A pod's two processes, named as Knative names the containers, and `all` for both.
+USER_CONTAINER = "user-container"
+LOG_CONTAINERS = (USER_CONTAINER, "queue-proxy", "all")
 # Manifests are small; a few MiB allows hundreds of documents in one apply.
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
@@ -112,9 +119,10 @@ class AdminController(Protocol):
         """Delete a service with its revisions and route; return its summary."""
         ...
 
-    async def log_paths(self, namespace: str, name: str,
-                        revision: str | None = None) -> list[str]:
-        """The log files of the service's pods (of one revision if given), oldest first."""
+    async def log_paths(self, namespace: str, name: str, revision: str | None = None,
+                        container: str = USER_CONTAINER) -> list[str]:
+        """The log files of the service's pods (of one revision if given), oldest first:
+        the app's (`user-container`), the queue-proxy's (`queue-proxy`) or both (`all`)."""
         ...
 
 
@@ -270,7 +278,10 @@ class _Handlers:
     async def logs(self, request: web.Request) -> web.Response:
         ns, name = request.match_info["ns"], request.match_info["name"]
         revision = request.query.get("revision") or None
-        paths = await self.controller.log_paths(ns, name, revision)
+        container = request.query.get("container") or USER_CONTAINER
+        if container not in LOG_CONTAINERS:
+            raise _bad_request(f"container {container!r}: one of {', '.join(LOG_CONTAINERS)}")
+        paths = await self.controller.log_paths(ns, name, revision, container)
         return web.json_response({"paths": [str(p) for p in paths]})
 
 

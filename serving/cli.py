@@ -179,8 +179,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
     """Print the service's pod log files; with --follow, keep printing until it is deleted."""
     client = AdminClient(args.state_dir)
     path = _service_path(args.namespace, args.name) + "/logs"
-    if args.revision:
-        path += "?revision=" + urllib.parse.quote(args.revision)
+    container = "all" if args.all_containers else args.container
+    query = {"revision": args.revision, "container": container}
+    path += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
     tailer = LogTailer()
 
     def refresh() -> bool:
@@ -315,9 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     delete_svc.set_defaults(func=cmd_delete)
 
     logs = sub.add_parser("logs", parents=[common, named], help="print a service's pod logs",
-                          description="Print the log files of the service's pods.")
+                          description="Print the log files of the service's pods: the app's "
+                                      "output by default, the queue-proxy's with -c "
+                                      "queue-proxy, both with --all-containers.")
     logs.add_argument("name", metavar="NAME")
     logs.add_argument("--revision", metavar="REV", help="only this revision's pods")
+    logs.add_argument("-c", "--container", choices=["user-container", "queue-proxy"],
+                      default="user-container",
+                      help="whose log: the app's (default) or its queue-proxy's")
+    logs.add_argument("--all-containers", action="store_true",
+                      help="both logs of every pod, each line prefixed with its file")
     logs.add_argument("-f", "--follow", action="store_true",
                       help="keep printing new output until Ctrl-C or the service is deleted")
     logs.set_defaults(func=cmd_logs)

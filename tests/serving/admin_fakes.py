@@ -169,12 +169,14 @@ class FakeController:
         del self.services[(namespace, name)]
         return {"kind": "Service", "namespace": namespace, "name": name}
 
-    async def log_paths(self, namespace: str, name: str,
-                        revision: str | None = None) -> list[str]:
-        self.calls.append(("logs", (namespace, name, revision)))
+    async def log_paths(self, namespace: str, name: str, revision: str | None = None,
+                        container: str = "user-container") -> list[str]:
+        self.calls.append(("logs", (namespace, name, revision, container)))
         self._get(namespace, name)
         paths = self.logs.get((namespace, name), [])
-        return [p for p in paths if revision is None or revision in p]
+        wanted = {"user-container": (False,), "queue-proxy": (True,), "all": (False, True)}
+        return [p for p in paths if (revision is None or revision in p)
+                and (".queue-proxy." in p) in wanted[container]]
 
 
 @contextlib.asynccontextmanager

@@ -160,6 +160,10 @@ async def test_describe_update_delete_logs_round_trip(api, controller):
 
     status, logs = await api("GET", "/v1/namespaces/default/services/hello/logs?revision=00002")
     assert (status, logs) == (200, {"paths": ["/logs/hello-00002-b.log"]})
+    status, logs = await api("GET", "/v1/namespaces/default/services/hello/logs?container=all")
+    assert controller.calls[-1] == ("logs", ("default", "hello", None, "all"))
+    status, answer = await api("GET", "/v1/namespaces/default/services/hello/logs?container=x")
+    assert status == 400 and "container 'x': one of user-container" in answer["error"]
 
     status, deleted = await api("DELETE", "/v1/namespaces/default/services/hello")
     assert (status, deleted) == (200, {"deleted": {"kind": "Service", "namespace": "default",

@@ -235,6 +235,24 @@ async def test_logs_prints_every_file_prefixed_and_filters_by_revision(surge, tm
     assert (rc, out) == (0, "v2 up\nno newline at end\n")
 
 
+LOG_CONTAINERS = [
+    pytest.param([], ["app line"], id="the-app-by-default"),
+    pytest.param(["-c", "queue-proxy"], ["qp line"], id="the-queue-proxy"),
+    pytest.param(["--all-containers"], ["[hello-00001-a] app line",
+                                        "[hello-00001-a.queue-proxy] qp line"], id="both"),
+]
+
+
+@pytest.mark.parametrize(("flags", "want"), LOG_CONTAINERS)
+async def test_logs_shows_the_app_or_queue_proxy_log(surge, tmp_path, flags, want):
+    await surge.apply_hello()
+    surge.controller.logs[("default", "hello")] = [
+        _write(tmp_path, "hello-00001-a.log", "app line\n"),
+        _write(tmp_path, "hello-00001-a.queue-proxy.log", "qp line\n")]
+    rc, out, err = await surge.run("logs", "hello", *flags)
+    assert (rc, err, out.splitlines()) == (0, "", want)
+
+
 async def test_logs_follow_prints_new_lines_until_the_service_is_deleted(surge, tmp_path,
                                                                         monkeypatch):
     monkeypatch.setattr(cli, "FOLLOW_POLL_S", 0.02)
@@ -246,8 +264,8 @@ async def test_logs_follow_prints_new_lines_until_the_service_is_deleted(surge, 
     real_log_paths = surge.controller.log_paths
     loop = asyncio.get_running_loop()
 
-    async def counting(ns, name, revision=None):
-        paths = await real_log_paths(ns, name, revision)
+    async def counting(ns, name, revision=None, container="user-container"):
+        paths = await real_log_paths(ns, name, revision, container)
         if sum(c[0] == "logs" for c in surge.controller.calls) == 2:
             loop.call_soon(second_refresh.set)
         return paths
@@ -335,7 +353,8 @@ HELP = [
                                          "-n"], id="service-update"),
     pytest.param(["delete"], ["service"], id="delete"),
     pytest.param(["delete", "service"], ["NAME", "-n", "--namespace"], id="delete-service"),
-    pytest.param(["logs"], ["NAME", "--revision", "-f", "--follow", "-n"], id="logs"),
+    pytest.param(["logs"], ["NAME", "--revision", "-f", "--follow", "-n", "--container",
+                            "--all-containers"], id="logs"),
 ]
 
 
