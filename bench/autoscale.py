@@ -242,6 +242,15 @@ class SurgeStack:
             return ""
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def stop_on_signals() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so `finally` stops the stack (in its own session)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def wait_for(predicate, what: str, timeout_s: float, poll_s: float = 0.2) -> Any:
     """Poll `predicate` until it returns something truthy; RuntimeError naming `what`."""
     deadline = time.monotonic() + timeout_s
@@ -480,6 +489,7 @@ def _ms(seconds: float | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the experiment; 0 on success, 1 on a failure, 2 when hey is missing."""
     args = _parse_args(argv)
+    stop_on_signals()
     if shutil.which("hey") is None:
         print(f"autoscale: hey is not installed; run: {INSTALL_HINT}", file=sys.stderr)
         return 2
@@ -518,6 +528,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"autoscale: {exc}; the end of surge up's output:", file=sys.stderr)
         print(stack.log_tail(), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("autoscale: interrupted; stopping the stack", file=sys.stderr)
+        return 130
     finally:
         code = stack.stop(args.stop_grace)
         print(f"surge up stopped (exit status {code})", flush=True)

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscale import (  # noqa: I001  (bench/ is on sys.path as the script dir)
-    NAMESPACE, ROOT, SurgeStack, free_port, wait_for,
+    NAMESPACE, ROOT, SurgeStack, free_port, stop_on_signals, wait_for,
 )
 
 from serving.cli import CliError
@@ -210,6 +210,7 @@ def _ms(value: float | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Time the cold starts; 0 on success, 1 on a failure."""
     args = _parse_args(argv)
+    stop_on_signals()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     state_dir = Path(tempfile.mkdtemp(prefix="surge-bench-"))
     port = args.port or free_port()
@@ -244,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cold_start: {exc}; the end of surge up's output:", file=sys.stderr)
         print(stack.log_tail(), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("cold_start: interrupted; stopping the stack", file=sys.stderr)
+        return 130
     finally:
         code = stack.stop(args.stop_grace)
         print(f"surge up stopped (exit status {code})", flush=True)
