@@ -30,6 +30,9 @@ Worked example (TU 80% from the ConfigMap, CC 10, annotations `target: 50`, `win
 (10.0, 8.0, 90.0)
 >>> resolve_windows(cfg, anns)                                 # panic = 10% of 90 s
 (90.0, 9.0)
+>>> bounds = {"autoscaling.knative.dev/min-scale": "2", "autoscaling.knative.dev/maxScale": "8"}
+>>> resolve_scale_bounds(cfg, bounds), resolve_scale_bounds(cfg, bounds, reachable=False)
+((2, 8), (0, 8))
 >>> AutoscalerConfig.from_configmap({"stable-window": "2s", "max-scale-up-rate": "1"})
 Traceback (most recent call last):
   ...

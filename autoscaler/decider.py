@@ -29,7 +29,18 @@ Worked example (CC 0 so target 70 and total 100, TBC 211, rates 1000/2, threshol
 dspc = dppc = ceil(350 / 70) = 5; 5 / 2 = 2.5 >= 2 so panic starts; desired = 5 and
 max_panic_pods = 5. EBC = floor(2 * 100 - 211 - 350) = -361 < 0: keep the activator.
 If the load then drops to 0, desired stays 5 for the next 60 s (panic), and after that
-each tick may at most halve it.
+each tick may at most halve it:
+
+>>> from autoscaler.config import ScalingSpec
+>>> decider = Decider(ScalingSpec(target_value=70.0, total_value=100.0), now=1000.0)
+>>> decider.decide(1002.0, ready_pods=2, observed=Observation(350.0, 350.0))
+Decision(desired_pods=5, excess_burst_capacity=-361, panic=True)
+>>> decider.decide(1030.0, ready_pods=5, observed=Observation(0.0, 0.0)).desired_pods
+5
+>>> decider.decide(1063.0, ready_pods=5, observed=Observation(0.0, 0.0))  # calm: 5 // 2
+Decision(desired_pods=2, excess_burst_capacity=289, panic=False)
+>>> decider.decide(1064.0, ready_pods=2, observed=None) is None            # no data
+True
 
 Arithmetic follows Knative's float64 + math.Ceil/Floor exactly (Python floats are
 IEEE doubles): ceil(350 / 70) is 5, never 6.

@@ -8,10 +8,12 @@ floor(ready * target / 0.75 - TBC - observed panic).
 from __future__ import annotations
 
 import dataclasses
+import doctest
 from typing import NamedTuple
 
 import pytest
 
+import autoscaler.decider
 from autoscaler.config import ScalingSpec
 from autoscaler.decider import Decider, Decision, Observation, initial_excess_burst_capacity
 
@@ -290,3 +292,8 @@ def test_observation_rejects_non_finite_values(bad):
         Observation(bad, 0.0)
     with pytest.raises(ValueError, match="finite"):
         Observation(0.0, bad)
+
+
+def test_module_docstring_example_runs():
+    result = doctest.testmod(autoscaler.decider)
+    assert result.attempted > 0 and result.failed == 0
