@@ -71,6 +71,7 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange.tunnel:
             exchange.tunnel_to_client(data)
             return
+        exchange.hold()  # one client write for whatever this read completes
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -81,6 +82,8 @@ class UpstreamConnection(asyncio.Protocol):
             if self.exchange is exchange:
                 exchange.upstream_bad_response(self)
             self.close()
+        finally:
+            exchange.flush()
         if self._skip:
             # A HEAD response ended at its head; start the next response on a clean parser.
             self._skip = False

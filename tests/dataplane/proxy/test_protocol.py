@@ -8,9 +8,10 @@ import asyncio
 import pytest
 
 from dataplane.clock import FakeClock
-from dataplane.proxy import LocalResponse, ProxyServer
+from dataplane.proxy import Forward, LocalResponse, ProxyServer
 from dataplane.proxy.pool import UpstreamPool
 from dataplane.proxy.protocol import PAUSE_QUEUE, PAUSE_UPSTREAM, PAUSE_WAIT, ClientConnection
+from dataplane.proxy.upstream import UpstreamConnection
 
 from .conftest import RecordingHandler
 
@@ -126,3 +127,34 @@ async def test_body_waits_with_reading_paused_while_the_decision_is_pending(cloc
     # A local answer to a request whose body is unread: answered, then closed.
     assert transport.writes == [OK.close_wire] and transport.events[-1] == "close"
     conn.connection_lost(None)
+
+
+RELAY_CASES = [
+    # (upstream reads, client transport writes expected, how the client bytes end)
+    pytest.param([b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"], 1, b"\r\n\r\nhello",
+                 id="length-one-read"),
+    pytest.param([b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"], 1,
+                 b"5\r\nhello\r\n0\r\n\r\n", id="chunked-one-read"),
+    pytest.param([b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", b"hel", b"lo"], 3, b"\r\n\r\nhello",
+                 id="three-reads"),
+]
+
+
+@pytest.mark.parametrize(("reads", "writes", "tail"), RELAY_CASES)
+async def test_each_upstream_read_becomes_one_client_write(clock, reads, writes, tail):
+    address = ("127.0.0.1", 1)
+    handler = RecordingHandler(lambda head: Forward(address))
+    conn, client = make_connection(handler, clock)
+    up = UpstreamConnection(conn.server.pool, address)
+    up_transport = FakeTransport()
+    up.connection_made(up_transport)
+    up.keep_alive = True
+    conn.server.pool.release(up)  # idle in the pool: the request reuses it, no connect
+    conn.data_received(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert up_transport.writes[0].startswith(b"GET / HTTP/1.1\r\n")
+    for data in reads:
+        up.data_received(data)
+    assert len(client.writes) == writes
+    raw = b"".join(client.writes)
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n") and raw.endswith(tail)
+    assert [o.status for _, o in handler.finished] == [200]
