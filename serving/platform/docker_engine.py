@@ -94,6 +94,10 @@ class DockerEngine:
             raise
         return True
 
+    async def inspect_image(self, ref: str) -> dict[str, Any]:
+        """The image's inspect document (its Config: user, entrypoint, exposed ports)."""
+        return await self._call("GET", f"/images/{urllib.parse.quote(ref, safe='')}/json")
+
     async def create(self, name: str, body: Mapping[str, Any]) -> str:
         """Create a container; its id."""
         doc = await self._call("POST", "/containers/create", params={"name": name}, body=body)
