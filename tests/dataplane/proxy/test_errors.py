@@ -9,7 +9,16 @@ import pytest
 
 from dataplane.proxy import ErrorKind, ProxyConfig
 
-from .conftest import RecordingHandler, Upstream, connect, forward_to, ok_upstream, read_until_closed, running_proxy
+from .conftest import (
+    Reader,
+    RecordingHandler,
+    Upstream,
+    connect,
+    forward_to,
+    ok_upstream,
+    read_until_closed,
+    running_proxy,
+)
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -195,6 +204,43 @@ async def test_a_slow_head_gets_408_and_an_idle_client_is_closed_silently(closin
             responses = await read_until_closed(idle_reader)
             assert responses.startswith(b"HTTP/1.1 200 OK") and responses.count(b"HTTP/1.1") == 1
             assert (await read_until_closed(slow_reader)).startswith(b"HTTP/1.1 408 ")
+
+
+async def test_head_timer_after_a_long_keepalive_wait_still_fires_on_time(closing):
+    # Idle past the first head timer, the one connection timer waits for the keep-alive
+    # deadline (5 s); the next head's (0.1 s) is earlier, so the timer must move earlier,
+    # or the stalled head would wait 5 s for its 408.
+    serve, _ = ok_upstream()
+    async with Upstream(serve) as up:
+        config = ProxyConfig(header_timeout_s=0.1, keepalive_timeout_s=5.0)
+        async with running_proxy(forward_to(up.address), config) as proxy:
+            reader, writer = await connect(proxy.port)
+            closing.append(writer)
+            writer.write(GET)
+            assert (await Reader(reader, response=True).next()).status == 200
+            await asyncio.sleep(0.3)  # the head timer fires and re-arms for keep-alive
+            writer.write(b"GET / HTTP/1.1\r\nHost:")
+            async with asyncio.timeout(2):
+                raw = await read_until_closed(reader)
+    assert raw.startswith(b"HTTP/1.1 408 ")
+
+
+async def test_an_early_head_timer_moves_on_to_the_keepalive_deadline(closing):
+    # The head timer armed for a request fires after its response, while the connection
+    # is idle with a later keep-alive deadline: it must re-arm, not close.
+    serve, seen = ok_upstream()
+    async with Upstream(serve) as up:
+        config = ProxyConfig(header_timeout_s=0.05, keepalive_timeout_s=5.0)
+        async with running_proxy(forward_to(up.address), config) as proxy:
+            reader, writer = await connect(proxy.port)
+            closing.append(writer)
+            responses = Reader(reader, response=True)
+            writer.write(GET)
+            assert (await responses.next()).status == 200
+            await asyncio.sleep(0.2)  # well past the head deadline, well before keep-alive
+            writer.write(GET)
+            assert (await responses.next()).status == 200
+    assert len(seen) == 2 and up.connections == 1
 
 
 async def test_client_gone_mid_request_finishes_once_with_client_gone(closing):
