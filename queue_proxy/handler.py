@@ -82,6 +82,7 @@ _SLOT_OF = {
     h.KNATIVE_SERVING_NAMESPACE: _STRIP,
 }
 _NO_VALUES: tuple[bytes | None, ...] = (None,) * 9
+_HEALTH_UA_PREFIXES = tuple(p.encode("latin-1") for p in probe.HEALTH_UA_PREFIXES)
 
 
 class Readiness(Protocol):
@@ -186,14 +187,19 @@ class QueueProxyHandler:
             if slot is not None and values[slot] is None:
                 values[slot] = value
         ua, kubelet, net_probe = values[_UA], values[_KUBELET], values[_NET_PROBE]
-        net_probe_s = None if net_probe is None else net_probe.decode("latin-1")
-        kind = probe.classify_request(
-            None if ua is None else ua.decode("latin-1"),
-            None if kubelet is None else kubelet.decode("latin-1"),
-            net_probe_s,
-        )
-        if kind is not probe.ProbeKind.NONE:
-            return self._answer_probe(kind, net_probe_s, values[_NET_HASH])
+        # Most requests carry no probe header and an ordinary User-Agent: that is
+        # ProbeKind.NONE by probe.py's table, decided here on bytes without decoding.
+        if kubelet is not None or net_probe is not None or (
+            ua is not None and ua.startswith(_HEALTH_UA_PREFIXES)
+        ):
+            net_probe_s = None if net_probe is None else net_probe.decode("latin-1")
+            kind = probe.classify_request(
+                None if ua is None else ua.decode("latin-1"),
+                None if kubelet is None else kubelet.decode("latin-1"),
+                net_probe_s,
+            )
+            if kind is not probe.ProbeKind.NONE:
+                return self._answer_probe(kind, net_probe_s, values[_NET_HASH])
 
         self._drainer.request_seen()
         # The engine stamped `arrival` from the same clock just now: no second read.

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "HASH_HEADER",
+    "HEALTH_UA_PREFIXES",
     "KUBELET_PROBE_HEADER",
     "LocalResponse",
     "NETWORK_PROBE_HEADER",
@@ -46,7 +47,7 @@ NETWORK_PROBE_HEADER = "K-Network-Probe"
 HASH_HEADER = "K-Network-Hash"
 KUBELET_PROBE_HEADER = "K-Kubelet-Probe"
 # The drainer's extra health-check User-Agent prefixes (sharedmain/handlers.go).
-_HEALTH_UA_PREFIXES = ("kube-probe/", "Knative-Activator-Probe", "Knative-Autoscaling-Probe")
+HEALTH_UA_PREFIXES = ("kube-probe/", "Knative-Activator-Probe", "Knative-Autoscaling-Probe")
 _QUEUE = "queue"
 _PROBE = "probe"
 
@@ -87,7 +88,7 @@ def classify_request(
     """Classify a request by its User-Agent, K-Kubelet-Probe and K-Network-Probe values."""
     if kubelet_probe or network_probe == _QUEUE:
         return ProbeKind.HEALTH
-    if user_agent and user_agent.startswith(_HEALTH_UA_PREFIXES):
+    if user_agent and user_agent.startswith(HEALTH_UA_PREFIXES):
         return ProbeKind.HEALTH
     if network_probe == _PROBE:
         return ProbeKind.NETWORK

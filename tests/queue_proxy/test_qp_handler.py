@@ -11,6 +11,7 @@ from dataplane.breaker import new_queue_proxy_breaker
 from dataplane.clock import FakeClock
 from dataplane.proxy import Forward, LocalResponse, Outcome, RequestHead
 from dataplane.stats import RequestStats
+from queue_proxy import probe
 from queue_proxy.drain import Drainer
 from queue_proxy.handler import (
     ROUTE_TAG_DEFAULT,
@@ -351,3 +352,27 @@ async def test_burst_begun_in_one_loop_step_still_admits_exactly_eleven_cc(clock
         waiter.cancel()
     await asyncio.sleep(0)
     assert rig.breaker.stats().in_flight == 1
+
+
+CLASSIFY_CASES = [
+    # request headers -> forwarded to the user container (True) or answered locally
+    pytest.param([(b"user-agent", b"hey/0.0.1")], True, id="ordinary-ua"),
+    pytest.param([], True, id="no-ua"),
+    pytest.param([(b"user-agent", b"kube-probe-ish")], True, id="ua-lookalike-without-slash"),
+    pytest.param([(b"k-kubelet-probe", b"")], True, id="empty-kubelet-header-is-absent"),
+    pytest.param([(b"k-network-probe", b"activator")], True, id="other-network-probe-value"),
+    pytest.param([(b"user-agent", b"Knative-Autoscaling-Probe")], False, id="autoscaling-probe-ua"),
+    pytest.param([(b"user-agent", b"kube-probe/1.31")], False, id="kubelet-ua"),
+    pytest.param([(b"k-network-probe", b"probe")], False, id="network-probe"),
+]
+
+
+@pytest.mark.parametrize(("headers", "forwarded"), CLASSIFY_CASES)
+async def test_bytes_fast_path_agrees_with_the_probe_table(clock, headers, forwarded):
+    rig = Rig(clock, cc=0)
+    decision = await decide(rig.handler.begin(rig.head(*headers)))
+    text = {k.decode(): v.decode() for k, v in headers}
+    kind = probe.classify_request(text.get("user-agent"), text.get("k-kubelet-probe"),
+                                  text.get("k-network-probe"))
+    assert isinstance(decision, Forward) is forwarded
+    assert (kind is probe.ProbeKind.NONE) is forwarded
