@@ -140,7 +140,9 @@ def parse_deployment_config(data: Mapping[str, Any]) -> DeploymentConfig:
             else:
                 values["progress_deadline_s"] = int(seconds)
     for key, name in _QUANTITY_KEYS.items():
-        if key in data:
+        if key in data and data[key] == "":
+            values[name] = ""  # explicitly not set
+        elif key in data:
             try:
                 parse_quantity(str(data[key]))
             except ValueError as exc:
