@@ -48,7 +48,8 @@ images: wheelhouse $(if $(filter surge-base:%,$(BASE_IMAGE)),base-image)
 wheelhouse:
 	@mkdir -p $(WHEELHOUSE) build/dist
 	@rm -f build/dist/surge-*.whl
-	SOURCE_DATE_EPOCH=315532800 $(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir build/dist .
+	SOURCE_DATE_EPOCH=315532800 $(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir build/dist . \
+	    2>build/wheel.log || { cat build/wheel.log; exit 1; }
 	$(PYTHON) -m pip wheel --quiet --no-index --find-links $(WHEELHOUSE) --wheel-dir $(WHEELHOUSE) \
 	    pip build/dist/surge-*.whl 2>/dev/null \
 	  || $(PYTHON) -m pip wheel --quiet --find-links $(WHEELHOUSE) --wheel-dir $(WHEELHOUSE) \
