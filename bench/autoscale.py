@@ -47,38 +47,31 @@ import math
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+# bench/ is on sys.path as the script's directory; surge_stack puts the repository there.
+from proxy_overhead import parse_hey
+from surge_stack import (
+    HERE, NAMESPACE, ROOT, SurgeStack, free_port, http_get, stop_on_signals, wait_for,
+)
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))  # run as `python bench/autoscale.py` from anywhere
-
-from proxy_overhead import parse_hey  # noqa: E402  (bench/ is on sys.path as the script dir)
-
-from autoscaler import AutoscalerConfig, resolve_spec  # noqa: E402
-from serving.cli import AdminClient, CliError  # noqa: E402
-from serving.manifests import parse_manifests  # noqa: E402
-from serving.statedir import StateDirError, find_running_stack  # noqa: E402
+from autoscaler import AutoscalerConfig, resolve_spec
+from serving.cli import CliError
+from serving.manifests import parse_manifests
 
 INSTALL_HINT = "apt-get update && apt-get install -y hey"
 EXAMPLE = ROOT / "examples" / "autoscaling" / "service.yaml"
 SERVICE = "autoscale-python"
-NAMESPACE = "default"
 LIVE_PHASES = ("Pending", "Running")
 # The autoscaler's gauges the bench reads (Knative's legacy names, labelled revision_name).
 METRICS = {
@@ -94,184 +87,6 @@ METRICS = {
 DECISION_LINE = re.compile(
     r"revision/[^/\s]+/(?P<revision>[^:\s]+): autoscaler wants (?P<desired>\d+) pod\(s\)"
     r"(?P<rest>.*)")
-
-
-# --- the stack under test ----------------------------------------------------------------
-
-def free_port() -> int:
-    """A port the kernel says is free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class SurgeStack:
-    """One `surge up` in its own session on a temporary state directory; stopped by PID."""
-
-    def __init__(self, port: int, state_dir: Path, log_path: Path) -> None:
-        self.port, self.state_dir, self.log_path = port, state_dir, log_path
-        self.proc: subprocess.Popen | None = None
-        self.client: AdminClient | None = None
-        self.metrics_url: str | None = None
-
-    def start(self, timeout_s: float = 60.0) -> None:
-        """Start `surge up` from the repository root; return once its admin API answers."""
-        env = dict(os.environ)
-        # Pods run `python examples/helloworld/app.py`: make `python` this interpreter,
-        # whose environment has aiohttp, whether or not the virtualenv is activated.
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "serving.cli", "up", "--port", str(self.port),
-                 "--state-dir", str(self.state_dir)],
-                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"surge up exited with {self.proc.returncode}")
-            try:
-                stack = find_running_stack(self.state_dir, timeout_s=1.0)
-            except StateDirError:
-                stack = None
-            if stack is not None and stack.pid == self.proc.pid:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"surge up did not serve within {timeout_s:.0f} s")
-            time.sleep(0.1)  # admin.json appears once; nothing to wait on but the file
-        self.client = AdminClient(self.state_dir)
-        self.metrics_url = self._find_metrics()
-
-    def _find_metrics(self) -> str | None:
-        """The autoscaler's Prometheus endpoint: admin.json's `metrics_port`, else /metrics."""
-        try:
-            info = json.loads((self.state_dir / "admin.json").read_text())
-        except (OSError, ValueError):
-            info = {}
-        candidates = []
-        if isinstance(info.get("metrics_port"), int):
-            candidates.append(f"http://127.0.0.1:{info['metrics_port']}/metrics")
-        candidates.append(self.client.stack.url + "/metrics")
-        for url in candidates:
-            try:
-                text = self._get(url)
-            except OSError:
-                continue
-            if "autoscaler_" in text or "# HELP" in text:
-                return url
-        return None
-
-    def _get(self, url: str, timeout_s: float = 5.0) -> str:
-        req = urllib.request.Request(url)
-        if self.client is not None and self.client.stack.token:
-            req.add_header("Authorization", f"Bearer {self.client.stack.token}")
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return resp.read().decode()
-
-    def surge(self, *args: str, timeout_s: float = 180.0) -> str:
-        """Run one `surge` CLI command against this stack; its stdout, or RuntimeError."""
-        done = subprocess.run(
-            [sys.executable, "-m", "serving.cli", *args, "--state-dir", str(self.state_dir)],
-            cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"surge {' '.join(args)}: {done.stderr.strip() or done.stdout}")
-        return done.stdout
-
-    def pods(self) -> list[dict[str, Any]]:
-        """Every pod, as `surge get pods -o json` lists them."""
-        return self.client.call("GET", "/v1/pods")["items"]
-
-    def pod_concurrency(self, pods: Sequence[dict[str, Any]]) -> float:
-        """Sum of the pods' last reported average concurrency (queue-proxy stats, JSON)."""
-        total = 0.0
-        for pod in pods:
-            port = (pod.get("ports") or {}).get("stats")
-            if port:
-                try:
-                    stat = json.loads(self._get(f"http://127.0.0.1:{port}/metrics", 2.0))
-                except (OSError, ValueError):
-                    continue  # a pod starting or going away: it carries no load yet / any more
-                total += float(stat.get("average_concurrent_requests", 0.0))
-        return total
-
-    def service(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
-        """The Knative-shaped Service with its status."""
-        return self.client.call("GET", f"/v1/namespaces/{namespace}/services/{name}")["service"]
-
-    def autoscaler_metrics(self, revision: str) -> dict[str, float]:
-        """The autoscaler's gauges for `revision` ({} when there are none yet)."""
-        if self.metrics_url is None:
-            return {}
-        return parse_autoscaler_metrics(self._get(self.metrics_url), revision)
-
-    def stop(self, grace_s: float = 30.0) -> int | None:
-        """SIGTERM `surge up` (as Ctrl-C stops it); SIGKILL its group after `grace_s`."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                # Its own session: the group is surge up and anything it left behind.
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        return self.proc.returncode
-
-    def log_size(self) -> int:
-        """Bytes `surge up` has printed so far."""
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def log_lines(self, offset: int) -> tuple[list[str], int]:
-        """Whole lines printed since byte `offset`, and the offset after them."""
-        with self.log_path.open("rb") as f:
-            f.seek(offset)
-            data = f.read()
-        end = data.rfind(b"\n") + 1  # a partial last line waits for the next read
-        return data[:end].decode(errors="replace").splitlines(), offset + end
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines `surge up` printed."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def stop_on_signals() -> None:
-    """Make SIGTERM unwind like Ctrl-C, so `finally` stops the stack (in its own session)."""
-    signal.signal(signal.SIGTERM, _interrupt)
-
-
-def wait_for(predicate, what: str, timeout_s: float, poll_s: float = 0.2) -> Any:
-    """Poll `predicate` until it returns something truthy; RuntimeError naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(poll_s)
-
-
-def http_get(port: int, host: str, timeout_s: float = 30.0) -> tuple[int, bytes]:
-    """GET / through the ingress with a Host header: (status, body)."""
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.read()
 
 
 # --- pure parsing and summarizing ------------------------------------------------------
@@ -471,7 +286,8 @@ class Sampler(threading.Thread):
         live = count_pods(self.stack.pods(), self.revision)
         ready = sum(1 for p in live if p.get("ready"))
         concurrency = self.stack.pod_concurrency(live)
-        metrics = self.stack.autoscaler_metrics(self.revision)
+        text = self.stack.metrics_text()
+        metrics = parse_autoscaler_metrics(text, self.revision) if text else {}
         if metrics:
             panic = metrics.pop("panic", None)
             return Sample(t_s, len(live), ready, concurrency,

@@ -53,13 +53,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from autoscale import (  # noqa: I001  (bench/ is on sys.path as the script dir)
-    NAMESPACE, ROOT, SurgeStack, free_port, stop_on_signals, wait_for,
+# bench/ is on sys.path as the script's directory; surge_stack puts the repository there.
+from surge_stack import (
+    HERE, NAMESPACE, ROOT, SurgeStack, free_port, stop_on_signals, wait_for,
 )
 
 from serving.cli import CliError
 
-HERE = Path(__file__).resolve().parent
 EXAMPLE_DIR = ROOT / "examples" / "scale-to-zero"
 SERVICE = "hello-zero"
 APP = ["python", "examples/helloworld/app.py"]
@@ -133,12 +133,13 @@ def app_start_ms(env: dict[str, str], poll_s: float, timeout_s: float = 30.0) ->
                 proc.wait(timeout=5)
 
 
-def pod_ready_ms(stack: SurgeStack, service: str) -> float | None:
-    """The newest pod's spawn -> ready time as the platform logged it, if it has."""
-    paths = stack.client.call("GET", f"/v1/namespaces/{NAMESPACE}/services/{service}/logs")["paths"]
-    if not paths:
-        return None
-    found = POD_READY_LINE.findall(Path(paths[-1]).read_bytes())
+def pod_ready_ms(stack: SurgeStack, revision: str) -> float | None:
+    """The running pod's spawn -> ready time as the platform logged it, if it has."""
+    live = [p for p in stack.pods() if p.get("revision") == revision
+            and p.get("phase") == "Running" and p.get("log")]
+    if len(live) != 1:
+        return None  # not the single pod this cold start made: no clean attribution
+    found = POD_READY_LINE.findall(Path(live[0]["log"]).read_bytes())
     return float(found[-1]) * 1000 if found else None
 
 
@@ -233,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"{revision} to have no pod", args.zero_timeout)
             cold_ms, status = ttfb(port, host)
             warm = [ttfb(port, host)[0] for _ in range(args.warm)]
-            ready_ms = pod_ready_ms(stack, SERVICE)
+            ready_ms = pod_ready_ms(stack, revision)
             app_ms = app_start_ms(app_env, args.poll_ms / 1000)
             run = Run(cold_ms, app_ms, statistics.median(warm) if warm else None, status,
                       ready_ms)
