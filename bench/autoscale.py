@@ -91,7 +91,7 @@ DECISION_LINE = re.compile(
 
 # --- pure parsing and summarizing ------------------------------------------------------
 
-def count_pods(items: Sequence[dict[str, Any]], revision: str) -> list[dict[str, Any]]:
+def live_pods(items: Sequence[dict[str, Any]], revision: str) -> list[dict[str, Any]]:
     """The live pods of `revision`: Pending and Running (not Terminating, not Failed)."""
     return [p for p in items if p.get("revision") == revision and p.get("phase") in LIVE_PHASES]
 
@@ -165,16 +165,17 @@ def summarize(samples: Sequence[Sample], duration_s: float, concurrency: int,
               target: float) -> dict[str, Any]:
     """Headline figures: peak pods, when, pods late in the load against the KPA's ask.
 
-    Worked example: target 7 per pod; pods reporting 45 in flight in total over the last
-    10 s of load ask for ceil(45 / 7) = 7 pods; holding 7 or 8 there is within the +/-1
-    the issue allows. 50 clients would ask for ceil(50 / 7) = 8 if every one of them
-    always had a request inside a pod (some of each round trip is spent in hey and the
-    activator, so pods see a little less).
+    Worked example: target 7 per pod and 50 clients give a KPA count of ceil(50 / 7) = 8.
+    An autoscaler averaging 45 in flight asks for ceil(45 / 7) = 7, and 6 to 8 pods
+    there are within the +/-1 the issue allows. The pods' own reports leave out what
+    the activator holds, so under overload they read low (6 pods reporting 11 requests
+    in flight in all would ask for 2): that gap is where the requests wait.
     """
     load = [s for s in samples if 0 <= s.t_s < duration_s]
     late = [s for s in load if s.t_s >= duration_s - 10] or load
     peak = max((s.pods_total for s in samples), default=0)
     observed = _median([s.pod_concurrency for s in late])
+    stable = _median([s.stable_concurrency for s in late if s.stable_concurrency is not None])
     spans = panic_spans(samples)
     after = [s for s in samples if s.t_s >= duration_s]
     return {
@@ -188,6 +189,9 @@ def summarize(samples: Sequence[Sample], duration_s: float, concurrency: int,
         "ready_pods_last_10s_of_load": _median([s.pods_ready for s in late]),
         "pod_concurrency_last_10s": observed,
         "kpa_pods_for_pod_concurrency": math.ceil(observed / target) if observed else None,
+        # Only when the stack serves the autoscaler's metrics: what it actually averaged.
+        "autoscaler_stable_concurrency_last_10s": stable,
+        "kpa_pods_for_autoscaler_concurrency": math.ceil(stable / target) if stable else None,
         "panic_spans_s": spans,
         "panic_seconds": sum(b - a for a, b in spans),
         "pods_at_end": samples[-1].pods_total if samples else None,
@@ -283,7 +287,7 @@ class Sampler(threading.Thread):
             tick = max(tick + 1, math.floor(time.monotonic() - self.t0) + 1)
 
     def _sample(self, t_s: float) -> Sample:
-        live = count_pods(self.stack.pods(), self.revision)
+        live = live_pods(self.stack.pods(), self.revision)
         ready = sum(1 for p in live if p.get("ready"))
         concurrency = self.stack.pod_concurrency(live)
         text = self.stack.metrics_text()
