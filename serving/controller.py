@@ -16,7 +16,10 @@ pod); a new revision of a routed service takes traffic once ready, so `apply` wa
 The platform reports pods; the controller turns that into the activator's endpoints
 (through Autoscaling), revision readiness in the state (`latestReadyRevisionName` moves
 only to a revision that became ready), and one line per event for people, also kept
-in the store's event log for `surge describe`.
+in the store's event log for `surge describe`. A revision fails when its first pod
+crashes (ExitCode) or when no pod of it is ready within its progress deadline
+(`serving.knative.dev/progress-deadline`, 600 s by default, counted from its first pod:
+ProgressDeadlineExceeded); either way traffic stays on the last ready revision.
 """
 
 from __future__ import annotations
@@ -125,6 +128,7 @@ class Controller:
         self._changed = asyncio.Event()
         self._events: asyncio.Queue[tuple[str, str, str, float]] = asyncio.Queue()
         self._readiness: dict[RevisionKey, tuple[bool, str, str]] = {}
+        self._deadlines: dict[RevisionKey, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- life ---------------------------------------------------------------------------
@@ -138,12 +142,16 @@ class Controller:
 
     async def run(self) -> None:
         """Write events to the store in the background until cancelled."""
-        while True:
-            kind, obj, message, at = await self._events.get()
-            try:
-                await asyncio.to_thread(self._store.add_event, kind, obj, message, now=at)
-            except Exception:  # the edge of the loop: a lost event must not stop the stack
-                _log.exception("could not store the event %r", message)
+        try:
+            while True:
+                kind, obj, message, at = await self._events.get()
+                try:
+                    await asyncio.to_thread(self._store.add_event, kind, obj, message, now=at)
+                except Exception:  # the edge of the loop: a lost event must not stop the stack
+                    _log.exception("could not store the event %r", message)
+        finally:
+            for key in list(self._deadlines):  # stopping: no revision fails on the way out
+                self._cancel_deadline(key)
 
     def flush_events(self) -> None:
         """Write the events still queued (at shutdown, after the writer task stopped)."""
@@ -300,14 +308,36 @@ class Controller:
             self._pods.pop(key, None)
         rev = self.state.revisions.get(key)
         if rev is None or rev.status.ready:
+            self._cancel_deadline(key)
             return  # once ready, a revision stays ready (scaling to zero is not failing)
         if any(p.ready for p in pods):
+            self._cancel_deadline(key)
             self._set_ready(key, (True, "", ""))
         elif rev.status.ready is None:
             failed = [p for p in pods if p.phase is PodPhase.FAILED and p.last_exit]
             if failed:
                 message = f"container failed: {failed[0].last_exit}"
                 self._set_ready(key, (False, "ExitCode", message))
+            elif pods and key not in self._deadlines and key in self._plans:
+                # Knative's progress deadline: counted from the first pod, so a revision
+                # that starts at zero pods is not failed for waiting for its first request.
+                deadline_s = self._plans[key].progress_deadline_s
+                self._deadlines[key] = asyncio.get_running_loop().call_later(
+                    deadline_s, self._deadline_passed, key, deadline_s)
+
+    def _deadline_passed(self, key: RevisionKey, deadline_s: float) -> None:
+        """No pod of the revision got ready within its progress deadline: it failed."""
+        self._deadlines.pop(key, None)
+        rev = self.state.revisions.get(key)
+        if rev is not None and rev.status.ready is None:
+            self._set_ready(key, (False, "ProgressDeadlineExceeded",
+                                  f"no pod became ready within the progress deadline "
+                                  f"({deadline_s:g}s)"))
+
+    def _cancel_deadline(self, key: RevisionKey) -> None:
+        timer = self._deadlines.pop(key, None)
+        if timer is not None:
+            timer.cancel()
 
     async def before_pod_removal(self, pod: PodInfo) -> None:
         """The platform's removal hook: the pod leaves the activator before it drains."""
@@ -392,6 +422,7 @@ class Controller:
         await asyncio.gather(*(self._autoscaling.forget(k) for k in keys))
         for key in keys:
             self._readiness.pop(key, None)
+            self._cancel_deadline(key)
 
     async def _wait_routed(self, created: Sequence[RevisionKey]) -> None:
         """Until each new revision is routed, ready, failed or without pods (bounded)."""

@@ -48,7 +48,10 @@ from .model import Revision
 from .platform import ImageOnlyError, PodInfo, PodPhase, PodTemplate, require_command
 from .routing import routing_table
 from .state import ServingState
-from .validation import FieldProblem
+from .validation import (
+    DEFAULT_PROGRESS_DEADLINE_S, PROGRESS_DEADLINE_ANNOTATION, FieldProblem,
+    parse_progress_deadline,
+)
 
 __all__ = [
     "Plan",
@@ -80,6 +83,8 @@ class RevisionPlan:
     panic_window_s: float
     algorithm: str
     settings: ScaleSettings
+    # A revision none of whose pods got ready this long after its first one started fails.
+    progress_deadline_s: float = DEFAULT_PROGRESS_DEADLINE_S
 
     @property
     def initial_replicas(self) -> int:
@@ -173,8 +178,13 @@ def plan_revision(rev: Revision, config: AutoscalerConfig, *, reachable: bool) -
     retention = resolve_scale_to_zero_pod_retention(config, anns, reachable=reachable)
     settings = ScaleSettings.from_spec(spec, config, min_scale=min_scale, max_scale=max_scale,
                                        scale_to_zero_pod_retention_period=retention)
+    try:
+        deadline_s = parse_progress_deadline(anns[PROGRESS_DEADLINE_ANNOTATION])
+    except (KeyError, ValueError):  # admission rejects a bad one; a stored one gets the default
+        deadline_s = DEFAULT_PROGRESS_DEADLINE_S
     return RevisionPlan(rev.key, rev.service, rev.configuration, pod_template(rev), reachable,
-                        spec, panic_window_s, resolve_aggregation_algorithm(anns), settings)
+                        spec, panic_window_s, resolve_aggregation_algorithm(anns), settings,
+                        deadline_s)
 
 
 def ingress_routes(state: ServingState) -> tuple[IngressRoute, ...]:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from autoscaler import AutoscalerConfig, validate_annotations
+from autoscaler.durations import NANOS_PER_SECOND, parse_duration_ns
 
 from .model import Configuration, Container, RevisionTemplate, Route, Service, TrafficTarget
 
@@ -159,6 +160,25 @@ def validate_route(route: Route) -> list[FieldProblem]:
     return [p.within(f"Route/{meta.name}") for p in problems]
 
 
+PROGRESS_DEADLINE_ANNOTATION = "serving.knative.dev/progress-deadline"
+# Knative's default (config-deployment progress-deadline): how long a revision's pods
+# may take to become ready before the revision is marked failed.
+DEFAULT_PROGRESS_DEADLINE_S = 600.0
+
+
+def parse_progress_deadline(text: str) -> float:
+    """Seconds of a progress-deadline value: a positive Go duration of whole seconds
+    (it becomes a Deployment's progressDeadlineSeconds); ValueError saying the rule."""
+    try:
+        ns = parse_duration_ns(text)
+    except ValueError:
+        ns = -1
+    if ns <= 0 or ns % NANOS_PER_SECOND:
+        raise ValueError(f"{text!r} must be a positive duration of whole seconds (like 600s "
+                         "or 10m)")
+    return ns / NANOS_PER_SECOND
+
+
 def validate_template(template: RevisionTemplate, parent: str, defaults: DefaultsConfig,
                       autoscaler: AutoscalerConfig) -> list[FieldProblem]:
     """`spec.template`: BYO name, annotations against config-autoscaler, and the spec."""
@@ -174,6 +194,13 @@ def validate_template(template: RevisionTemplate, parent: str, defaults: Default
     for err in validate_annotations(template.annotations, autoscaler):
         for key in err.keys:
             problems.append(FieldProblem(f"{base}.metadata.annotations.{key}", err.message))
+    deadline = template.annotations.get(PROGRESS_DEADLINE_ANNOTATION)
+    if deadline is not None:
+        try:
+            parse_progress_deadline(deadline)
+        except ValueError as exc:
+            problems.append(FieldProblem(
+                f"{base}.metadata.annotations.{PROGRESS_DEADLINE_ANNOTATION}", str(exc)))
     spec, path = template.spec, f"{base}.spec"
     if not spec.containers:
         problems.append(FieldProblem(f"{path}.containers",

@@ -8,6 +8,7 @@ everything by PID at the end (the fixture also kills what a failing test left be
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -18,7 +19,7 @@ import pytest
 import pytest_asyncio
 
 from e2e_stack import (
-    Stack, config_autoscaler, get, pids_of, run_load, service_yaml, wait_gone,
+    APP, Stack, config_autoscaler, get, pids_of, run_load, service_yaml, wait_gone,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -187,6 +188,10 @@ REJECTED = [
                  ["spec.template.spec.containerConcurrency"], id="bad-container-concurrency"),
     pytest.param(service_yaml("keep", target="v2", annotations={ANN + "min-scale": "-1"}),
                  [ANN + "min-scale"], id="bad-annotation"),
+    pytest.param(service_yaml("keep", target="v2", annotations={
+        "serving.knative.dev/progress-deadline": "0s"}),
+                 ["serving.knative.dev/progress-deadline", "positive duration"],
+                 id="bad-progress-deadline"),
     pytest.param(config_autoscaler(stable_window="2s"), ["stable-window", "6s"],
                  id="bad-config-autoscaler"),
     pytest.param(config_autoscaler(stable_window="10s") + "---\n"
@@ -229,9 +234,14 @@ async def _wait_service_ready(stack: Stack, session: aiohttp.ClientSession, name
 
 
 async def _objects(stack: Stack, session: aiohttp.ClientSession) -> list:
-    """Every service, revision and route the stack holds (the state a reject must keep)."""
-    return [(await stack.admin(session, f"/v1/{kind}"))["items"]
-            for kind in ("services", "revisions", "routes")]
+    """Every service, revision and route the stack holds (the state a reject must keep),
+    without what only reports the running pods (replicas, the activator's view)."""
+    objects = [(await stack.admin(session, f"/v1/{kind}"))["items"]
+               for kind in ("services", "revisions", "routes")]
+    for rev in objects[1]:
+        for runtime in ("actualReplicas", "desiredReplicas", "activator"):
+            rev["status"].pop(runtime, None)
+    return objects
 
 
 async def test_restart_brings_services_back_with_revisions_and_traffic(stack, session):
@@ -306,3 +316,27 @@ async def test_activator_flips_to_serve_and_back_on_config_reload_without_failin
     assert set(result.revisions) == {"flip-00001"}
     flips = [line for line in stack.lines if "revision/default/flip-00001: activator" in line]
     assert [("serve" in line) for line in flips] == [True, False, True], flips
+
+
+async def test_a_revision_never_ready_fails_at_its_progress_deadline_and_keeps_traffic(
+        stack, session):
+    await stack.apply(service_yaml("stuck"))
+    await _wait_service_ready(stack, session, "stuck")
+    # v2's program never listens: its pod stays unready until the deadline fails it.
+    never = service_yaml("stuck", target="v2", annotations={
+        "serving.knative.dev/progress-deadline": "2s"}).replace(
+        json.dumps(APP), json.dumps("-c") + ", " + json.dumps("import time; time.sleep(60)"))
+    started = time.monotonic()
+    await stack.apply(never)
+
+    # apply returned once v2 failed (well before its own 60 s bound).
+    assert time.monotonic() - started < 30
+    svc = (await stack.surge("describe", "service", "stuck", "-o", "json")).json()
+    revs = {r["metadata"]["name"]: r for r in
+            (await stack.surge("get", "revisions", "-o", "json")).json()["items"]}
+    assert {c["type"]: c.get("reason") for c in revs["stuck-00002"]["status"]["conditions"]} \
+        == {"Ready": "ProgressDeadlineExceeded"}
+    assert svc["status"]["latestCreatedRevisionName"] == "stuck-00002"
+    assert svc["status"]["latestReadyRevisionName"] == "stuck-00001"
+    assert [t["revisionName"] for t in svc["status"]["traffic"]] == ["stuck-00001"]
+    assert (await get(session, stack, "stuck"))[1]["revision"] == "stuck-00001"

@@ -66,6 +66,19 @@ def test_pod_template_carries_the_container_and_the_revision_limits():
     assert (t.service, t.configuration) == ("hello", "hello")
 
 
+DEADLINES = [
+    pytest.param(None, 600.0, id="knative-default"),
+    pytest.param({"serving.knative.dev/progress-deadline": "45s"}, 45.0, id="annotation"),
+    pytest.param({"serving.knative.dev/progress-deadline": "2m"}, 120.0, id="minutes"),
+]
+
+
+@pytest.mark.parametrize(("annotations", "want_s"), DEADLINES)
+def test_plan_reads_the_progress_deadline_annotation(annotations, want_s):
+    state = state_of(svc(annotations=annotations))
+    assert plan(state).revisions[rev("hello-00001")].progress_deadline_s == want_s
+
+
 PINNED = "    - {revisionName: hello-00001, percent: 100}\n"
 TAGGED = ("    - {revisionName: hello-00001, percent: 100}\n"
           "    - {revisionName: hello-00002, percent: 0, tag: next}\n")
