@@ -30,8 +30,8 @@ after its head closes the connection).
 
 Worked example (a queue-proxy-like handler; build every response and Forward once):
 
-    from dataplane.proxy import (Forward, LocalResponse, ProxyConfig, ProxyServer,
-                                 ServiceUnavailable, headers as h)
+    from dataplane.proxy import Forward, LocalResponse, ProxyConfig, ProxyServer
+    from dataplane.proxy import headers as h
 
     PROBE_OK = LocalResponse(200, b"queue")
     USER = Forward(("127.0.0.1", 8080), timeout_s=300.0)
