@@ -39,13 +39,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dataplane.clock import Clock
-from dataplane.types import PodAddress, RevisionKey
+from dataplane.types import RevisionKey
 
 from .base import PlatformError, PodInfo, PodPhase, PodRemovalHook, PodsListener, PodTemplate
-from .docker_engine import DockerEngine, EngineError, remove_now, socket_path_from_env
+from .docker_engine import DockerEngine, append_logs, remove_now, socket_path_from_env
 from .docker_pod import (
-    POD_PORTS, HostPorts, app_container_spec, container_name, load_stack_id, pod_labels,
-    queue_proxy_container_spec, stack_labels,
+    HostPorts, PodState, RevisionState, app_container_spec, container_name, load_stack_id,
+    pod_labels, queue_proxy_container_spec, stack_labels,
 )
 from .pod import RestartBackoff, choose_pods_to_remove, new_pod_name
 from .ports import PortAllocator
@@ -59,49 +59,6 @@ DEFAULT_QUEUE_PROXY_IMAGE = "surge-queue-proxy:dev"
 _QUEUE_PROXY_EXIT_MARGIN_S = 10.0  # as local.py: beyond the sidecar's own drain bound
 _NOT_READY_AFTER_FAILURES = 3
 _HOOK_TIMEOUT_S = 10.0
-
-
-class _Pod:
-    """One pod's mutable state; only its supervisor task and `scale` change it."""
-
-    def __init__(self, name: str, key: RevisionKey, logs: Path) -> None:
-        self.name, self.key = name, key
-        self.phase, self.ready = PodPhase.PENDING, False
-        self.ports: HostPorts | None = None
-        self.app_id: str | None = None
-        self.qp_id: str | None = None
-        self.app_pid: int | None = None
-        self.qp_pid: int | None = None
-        self.started_at: float | None = None
-        self.ready_since: float | None = None
-        self.restarts = self.crashes_in_a_row = 0
-        self.last_exit: str | None = None
-        self.restart_at: float | None = None
-        self.backoff_s: float | None = None
-        self.stop_requested = asyncio.Event()
-        self.log_path = str(logs / f"{name}.log")
-        self.qp_log_path = str(logs / f"{name}.queue-proxy.log")
-        self.log_tasks: list[asyncio.Task[None]] = []
-
-    def info(self) -> PodInfo:
-        """A frozen snapshot (host ports 0 until the first start picks them)."""
-        p = self.ports or HostPorts(0, 0, 0)
-        return PodInfo(
-            name=self.name, revision=self.key, phase=self.phase, ready=self.ready,
-            address=PodAddress("127.0.0.1", p.serving, p.stats), admin_port=POD_PORTS.admin,
-            metrics_port=p.metrics, user_port=POD_PORTS.user, app_pid=self.app_pid,
-            queue_proxy_pid=self.qp_pid, started_at=self.started_at, restarts=self.restarts,
-            last_exit=self.last_exit, log_path=self.log_path,
-            queue_proxy_log_path=self.qp_log_path, ready_since=self.ready_since,
-            restart_at=self.restart_at, backoff_s=self.backoff_s,
-        )
-
-
-class _Revision:
-    def __init__(self, key: RevisionKey, template: PodTemplate) -> None:
-        self.key, self.template = key, template
-        self.pods: dict[str, _Pod] = {}
-        self.tasks: dict[str, asyncio.Task[None]] = {}
 
 
 class DockerPlatform:
@@ -127,7 +84,7 @@ class DockerPlatform:
         self._backoff = restart_backoff
         self._termination_grace_s = termination_grace_s
         self._ports = PortAllocator()
-        self._revisions: dict[RevisionKey, _Revision] = {}
+        self._revisions: dict[RevisionKey, RevisionState] = {}
         self._listeners: list[PodsListener] = []
         self._waiters: set[asyncio.Future[None]] = set()
         self._hook: PodRemovalHook | None = None
@@ -178,7 +135,7 @@ class DockerPlatform:
                                 f"spec.template.spec.containers[0].image is empty")
         rev = self._revisions.get(key)
         if rev is None:
-            self._revisions[key] = _Revision(key, template)
+            self._revisions[key] = RevisionState(key, template)
         else:
             rev.template = template
 
@@ -272,18 +229,18 @@ class DockerPlatform:
         if self._closed:
             raise PlatformError("the Docker platform is shut down")
 
-    def _add_pod(self, rev: _Revision) -> None:
-        pod = _Pod(new_pod_name(rev.key.name, rev.pods), rev.key, self._logs)
+    def _add_pod(self, rev: RevisionState) -> None:
+        pod = PodState(new_pod_name(rev.key.name, rev.pods), rev.key, self._logs)
         rev.pods[pod.name] = pod
         task = asyncio.get_running_loop().create_task(self._supervise(rev, pod), name=f"pod {pod.name}")
         rev.tasks[pod.name] = task
         task.add_done_callback(lambda t: rev.tasks.pop(pod.name, None))
 
-    def _request_stop(self, pod: _Pod) -> None:
+    def _request_stop(self, pod: PodState) -> None:
         pod.stop_requested.set()
         pod.phase, pod.ready, pod.restart_at = PodPhase.TERMINATING, False, None
 
-    def _changed(self, rev: _Revision) -> None:
+    def _changed(self, rev: RevisionState) -> None:
         pods = self.pods(rev.key)
         for listener in list(self._listeners):
             try:
@@ -294,7 +251,7 @@ class DockerPlatform:
             if not fut.done():
                 fut.set_result(None)
 
-    def _note(self, pod: _Pod, message: str) -> None:
+    def _note(self, pod: PodState, message: str) -> None:
         # As local pods: platform events go into the pod's log beside the app's output.
         _log.info("pod %s: %s", pod.name, message)
         try:
@@ -305,7 +262,7 @@ class DockerPlatform:
 
     # -- one pod's life -----------------------------------------------------------------
 
-    async def _supervise(self, rev: _Revision, pod: _Pod) -> None:
+    async def _supervise(self, rev: RevisionState, pod: PodState) -> None:
         try:
             while not pod.stop_requested.is_set():
                 if await self._start(rev, pod):
@@ -327,12 +284,12 @@ class DockerPlatform:
             rev.pods.pop(pod.name, None)
             self._changed(rev)
 
-    def _release_ports(self, pod: _Pod) -> None:
+    def _release_ports(self, pod: PodState) -> None:
         if pod.ports is not None:
             self._ports.release((pod.ports.serving, pod.ports.stats, pod.ports.metrics))
             pod.ports = None
 
-    async def _start(self, rev: _Revision, pod: _Pod) -> bool:
+    async def _start(self, rev: RevisionState, pod: PodState) -> bool:
         template, key = rev.template, rev.key
         if pod.started_at is not None:
             pod.restarts += 1
@@ -374,23 +331,16 @@ class DockerPlatform:
         return int(state["Pid"]) if state.get("Running") and state.get("Pid") else None
 
     def _follow_logs(self, cid: str, path: str) -> asyncio.Task[None]:
-        async def follow() -> None:
-            try:
-                with open(path, "ab") as log:
-                    async for chunk in self._engine.logs(cid):
-                        log.write(chunk)
-                        log.flush()
-            except (OSError, PlatformError) as exc:
-                _log.warning("logs of container %s: %s", cid[:12], exc)
-        return asyncio.get_running_loop().create_task(follow(), name=f"logs {cid[:12]}")
+        return asyncio.get_running_loop().create_task(
+            append_logs(self._engine, cid, path), name=f"logs {cid[:12]}")
 
-    def _crashes_once(self, pod: _Pod, reason: str) -> None:
+    def _crashes_once(self, pod: PodState, reason: str) -> None:
         # Kubernetes treats a container that cannot start like one that crashed.
         ready_for = None if pod.ready_since is None else self._clock.now() - pod.ready_since
         pod.crashes_in_a_row = self._backoff.consecutive(pod.crashes_in_a_row, ready_for)
         pod.last_exit = reason
 
-    async def _watch(self, rev: _Revision, pod: _Pod) -> str | None:
+    async def _watch(self, rev: RevisionState, pod: PodState) -> str | None:
         """Until a container stops (its description) or a stop is requested (None)."""
         assert pod.app_id is not None and pod.qp_id is not None
         prober = asyncio.ensure_future(self._probe_loop(rev, pod))
@@ -410,7 +360,7 @@ class DockerPlatform:
             return f"{role}: lost track of the container ({done.exception() or 'cancelled'})"
         return f"{role} exited with code {done.result()}"
 
-    async def _probe_loop(self, rev: _Revision, pod: _Pod) -> None:
+    async def _probe_loop(self, rev: RevisionState, pod: PodState) -> None:
         failures = 0
         assert pod.ports is not None
         while True:
@@ -429,7 +379,7 @@ class DockerPlatform:
                 self._changed(rev)
             await self._clock.sleep(self._probe_period_s if pod.ready else self._ready_poll_s)
 
-    async def _stop_crashed(self, rev: _Revision, pod: _Pod, reason: str) -> None:
+    async def _stop_crashed(self, rev: RevisionState, pod: PodState, reason: str) -> None:
         pod.ready = False
         if not pod.stop_requested.is_set():
             pod.phase = PodPhase.FAILED
@@ -437,7 +387,7 @@ class DockerPlatform:
         self._crashes_once(pod, reason)
         await self._remove_containers(pod)
 
-    async def _back_off(self, rev: _Revision, pod: _Pod) -> None:
+    async def _back_off(self, rev: RevisionState, pod: PodState) -> None:
         delay = self._backoff.delay(max(pod.crashes_in_a_row, 1))
         pod.phase, pod.ready = PodPhase.FAILED, False
         pod.backoff_s, pod.restart_at = delay, self._clock.now() + delay
@@ -452,7 +402,7 @@ class DockerPlatform:
             stopper.cancel()
             await asyncio.gather(sleeper, stopper, return_exceptions=True)
 
-    async def _drain(self, rev: _Revision, pod: _Pod) -> None:
+    async def _drain(self, rev: RevisionState, pod: PodState) -> None:
         pod.phase, pod.ready = PodPhase.TERMINATING, False
         self._changed(rev)
         if self._hook is not None:
@@ -476,7 +426,7 @@ class DockerPlatform:
             self._note(pod, "stopped: app container stopped")
         await self._remove_containers(pod)
 
-    async def _remove_containers(self, pod: _Pod) -> None:
+    async def _remove_containers(self, pod: PodState) -> None:
         # The user's container first: it lives in the sidecar's network namespace.
         for attr in ("app_id", "qp_id"):
             cid = getattr(pod, attr)

@@ -26,7 +26,7 @@ import aiohttp
 
 from .base import PlatformError
 
-__all__ = ["DEFAULT_SOCKET", "DockerEngine", "EngineError", "EngineUnavailableError",
+__all__ = ["DEFAULT_SOCKET", "DockerEngine", "append_logs", "EngineError", "EngineUnavailableError",
            "remove_now", "socket_path_from_env", "unavailable_message"]
 
 _log = logging.getLogger(__name__)
@@ -187,6 +187,17 @@ class DockerEngine:
         if resp.status >= 400:
             raise EngineError(resp.status, _message(data))
         return json.loads(data) if data.strip() else None
+
+
+async def append_logs(engine: DockerEngine, cid: str, path: str) -> None:
+    """Append a container's output to the file at `path` until the container stops."""
+    try:
+        with open(path, "ab") as log:
+            async for chunk in engine.logs(cid):
+                log.write(chunk)
+                log.flush()
+    except (OSError, PlatformError) as exc:
+        _log.warning("logs of container %s: %s", cid[:12], exc)
 
 
 def unavailable_message(socket_path: str, exc: BaseException) -> str:
