@@ -176,12 +176,14 @@ def plan_revision(rev: Revision, config: AutoscalerConfig, *, reachable: bool) -
     _, panic_window_s = resolve_windows(config, anns)
     min_scale, max_scale = resolve_scale_bounds(config, anns, reachable=reachable)
     retention = resolve_scale_to_zero_pod_retention(config, anns, reachable=reachable)
-    settings = ScaleSettings.from_spec(spec, config, min_scale=min_scale, max_scale=max_scale,
-                                       scale_to_zero_pod_retention_period=retention)
     try:
         deadline_s = parse_progress_deadline(anns[PROGRESS_DEADLINE_ANNOTATION])
     except (KeyError, ValueError):  # admission rejects a bad one; a stored one gets the default
         deadline_s = DEFAULT_PROGRESS_DEADLINE_S
+    # The KPA bounds a stuck activation by the same deadline (Knative's activationTimeout).
+    settings = ScaleSettings.from_spec(spec, config, min_scale=min_scale, max_scale=max_scale,
+                                       scale_to_zero_pod_retention_period=retention,
+                                       progress_deadline=deadline_s)
     return RevisionPlan(rev.key, rev.service, rev.configuration, pod_template(rev), reachable,
                         spec, panic_window_s, resolve_aggregation_algorithm(anns), settings,
                         deadline_s)

@@ -76,7 +76,8 @@ DEADLINES = [
 @pytest.mark.parametrize(("annotations", "want_s"), DEADLINES)
 def test_plan_reads_the_progress_deadline_annotation(annotations, want_s):
     state = state_of(svc(annotations=annotations))
-    assert plan(state).revisions[rev("hello-00001")].progress_deadline_s == want_s
+    revision_plan = plan(state).revisions[rev("hello-00001")]
+    assert revision_plan.progress_deadline_s == revision_plan.settings.progress_deadline == want_s
 
 
 PINNED = "    - {revisionName: hello-00001, percent: 100}\n"
