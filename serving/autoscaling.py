@@ -66,6 +66,18 @@ EventFn = Callable[[str, RevisionKey, str], None]
 """(kind, revision, message) for people: "scale", "mode", "decision"."""
 
 
+def _bounds_note(desired: int, plan: RevisionPlan) -> str:
+    """Why the pods will differ from the decider's count, for the decision line."""
+    s = plan.settings
+    if desired < s.min_scale:
+        return f" (min-scale keeps {s.min_scale})"
+    if s.max_scale and desired > s.max_scale:
+        return f" (max-scale caps it at {s.max_scale})"
+    if desired == 0:
+        return " (to zero once the scale-to-zero grace period allows)"
+    return ""
+
+
 class MultiscalerStatSink:
     """The activator's StatSink: each pushed stat goes to `Multiscaler.ingest` at Clock now."""
 
@@ -235,7 +247,8 @@ class Autoscaling:
             panic = ", panic mode" if decision.panic else ""
             was = f", was {rev.desired}" if rev.desired >= 0 else ""
             self._on_event("decision", key, f"autoscaler wants {decision.desired_pods} "
-                                            f"pod(s){was}{panic}")
+                                            f"pod(s){was}{panic}"
+                                            f"{_bounds_note(decision.desired_pods, rev.plan)}")
             rev.desired = decision.desired_pods
         self._mark(key)
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from dataplane import Mode, PodAddress, RevisionEndpoints, RevisionKey, Stat
-from serving.autoscaling import Autoscaling
+from serving.autoscaling import Autoscaling, _bounds_note
 from serving.manifests import parse_manifests
 from serving.platform import PodInfo, PodPhase, PodTemplate
 from serving.reconciler import plan
@@ -159,3 +159,16 @@ async def test_forget_removes_the_revision_from_the_activator_and_the_platform(c
     await autoscaling.forget(KEY)
     assert activator.removed == [KEY] and platform.templates == {}
     assert autoscaling.scale_of(KEY) is None
+
+
+BOUNDS_NOTES = [
+    pytest.param({ANN + "min-scale": "2"}, 1, " (min-scale keeps 2)", id="below-min-scale"),
+    pytest.param({ANN + "max-scale": "3"}, 5, " (max-scale caps it at 3)", id="above-max-scale"),
+    pytest.param({}, 0, " (to zero once the scale-to-zero grace period allows)", id="to-zero"),
+    pytest.param({ANN + "max-scale": "3"}, 2, "", id="within-bounds"),
+]
+
+
+@pytest.mark.parametrize(("annotations", "desired", "note"), BOUNDS_NOTES)
+def test_decision_line_says_why_the_pods_will_differ(annotations, desired, note):
+    assert _bounds_note(desired, revision_plan(annotations)) == note
