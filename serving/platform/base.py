@@ -141,6 +141,10 @@ PodsListener = Callable[[RevisionKey, tuple[PodInfo, ...]], None]
 class Platform(Protocol):
     """Runs revisions' pods: the control plane's only way to start and stop them."""
 
+    # True when a container's `image` alone is runnable (a container engine pulls or
+    # has it); False when pods are local processes that need a `command`.
+    runs_images: bool
+
     async def ensure(self, key: RevisionKey, template: PodTemplate) -> None:
         """Register (or update, for pods started later) how to run a revision's pods."""
         ...

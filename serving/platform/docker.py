@@ -64,6 +64,8 @@ _HOOK_TIMEOUT_S = 10.0
 class DockerPlatform:
     """Runs revisions' pods as container pairs on a Docker engine (module docstring)."""
 
+    runs_images = True  # the user's `image:` runs as written, command/args optional
+
     def __init__(self, engine: DockerEngine, state_dir: str | os.PathLike[str], clock: Clock, *,
                  stack_id: str, queue_proxy_image: str = DEFAULT_QUEUE_PROXY_IMAGE,
                  drain_quiet_s: float = 2.0, ready_poll_s: float = 0.05,

@@ -60,6 +60,8 @@ _QUEUE_PROXY_PATH = str(Path(queue_proxy.__file__).resolve().parent.parent)
 class LocalPlatform:
     """Runs revisions' pods as local process groups (see the module docstring)."""
 
+    runs_images = False  # a pod is the container's `command`; an image alone is rejected
+
     def __init__(self, state_dir: str | os.PathLike[str], clock: Clock, *, drain_quiet_s: float = 2.0,
                  python: str = sys.executable, ready_poll_s: float = 0.05, probe_period_s: float = 2.0,
                  probe_timeout_s: float = 11.0, restart_backoff: RestartBackoff = RestartBackoff(),
