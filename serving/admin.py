@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from .client import LATEST, TagSpec, TrafficSpec
 
@@ -285,13 +286,24 @@ class _Handlers:
         return web.json_response({"paths": [str(p) for p in paths]})
 
 
-def build_admin_app(controller: AdminController, *, token: str | None = None) -> web.Application:
-    """The admin aiohttp app over `controller`; with `token`, requests need the bearer."""
+def build_admin_app(controller: AdminController, *, token: str | None = None,
+                    metrics: CollectorRegistry | None = None) -> web.Application:
+    """The admin aiohttp app over `controller`; with `token`, requests need the bearer.
+
+    With `metrics`, `GET /metrics` renders that registry in Prometheus' text format (the
+    autoscaler's per-revision gauges, Knative's names).
+    """
     app = web.Application(middlewares=[_errors, _auth(token)],
                           client_max_size=MAX_REQUEST_BYTES)
     h = _Handlers(controller)
     service = "/v1/namespaces/{ns}/services/{name}"
     app.router.add_get("/healthz", h.healthz)
+    if metrics is not None:
+        async def render_metrics(_request: web.Request) -> web.Response:
+            # On the loop: the collector reads the multiscaler's live state (cheap).
+            body = generate_latest(metrics)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        app.router.add_get("/metrics", render_metrics)
     app.router.add_post("/v1/apply", h.apply)
     app.router.add_get("/v1/{kind}", h.list)
     app.router.add_get(service, h.describe)

@@ -33,9 +33,10 @@ from pathlib import Path
 import aiohttp
 import uvloop
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from activator import Activator, ActivatorConfig
-from autoscaler import PodScraper
+from autoscaler import AutoscalerMetrics, PodScraper
 from dataplane import MonotonicClock
 
 from .admin import build_admin_app
@@ -130,7 +131,10 @@ async def _serve(port: int, state_dir: Path, state: ServingState, store: Store,
     platform.set_pod_removal_hook(controller.before_pod_removal)
 
     await activator.start("127.0.0.1", port)
-    runner = web.AppRunner(build_admin_app(controller, token=(token := new_admin_token())),
+    metrics = CollectorRegistry()
+    AutoscalerMetrics(autoscaling.multiscaler, metrics)
+    runner = web.AppRunner(build_admin_app(controller, token=(token := new_admin_token()),
+                                           metrics=metrics),
                            access_log=None, handle_signals=False)
     await runner.setup()
     try:

@@ -180,9 +180,10 @@ class FakeController:
 
 
 @contextlib.asynccontextmanager
-async def serve_admin(controller: Any, token: str | None = None) -> AsyncIterator[int]:
+async def serve_admin(controller: Any, token: str | None = None,
+                      metrics: Any = None) -> AsyncIterator[int]:
     """Serve the admin app over `controller` on a free loopback port; yield the port."""
-    runner = web.AppRunner(build_admin_app(controller, token=token))
+    runner = web.AppRunner(build_admin_app(controller, token=token, metrics=metrics))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

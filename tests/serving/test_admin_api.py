@@ -260,3 +260,22 @@ PROBLEM_SHAPES = [
 @pytest.mark.parametrize(("problems", "want"), PROBLEM_SHAPES)
 def test_problems_to_json(problems, want):
     assert problems_to_json(problems) == want
+
+
+async def test_metrics_route_renders_the_registry_it_is_given():
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry()
+    Gauge("autoscaler_desired_pods", "desired", ["revision_name"], registry=registry) \
+        .labels("hello-00001").set(3)
+    async with serve_admin(FakeController(), token="t", metrics=registry) as port, \
+            aiohttp.ClientSession() as session:
+        base = f"http://127.0.0.1:{port}"
+        async with session.get(f"{base}/metrics") as resp:
+            assert resp.status == 401
+        async with session.get(f"{base}/metrics",
+                               headers={"Authorization": "Bearer t"}) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            text = await resp.text()
+    assert 'autoscaler_desired_pods{revision_name="hello-00001"} 3.0' in text
