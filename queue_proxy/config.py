@@ -232,7 +232,9 @@ class _Reader:
         value = self.env.get(name)
         if value is None or value == "":
             if required:
-                self.problems.append(f"{name}: {value!r} is required")
+                # "None" would read as a value; say plainly whether it is unset or empty.
+                self.problems.append(f"{name}: is required (not set)" if value is None
+                                     else f"{name}: '' is required (set but empty)")
             return None
         return value
 

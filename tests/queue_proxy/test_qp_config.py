@@ -84,8 +84,8 @@ def test_good_environment(environ, attr, want):
 
 
 BAD_CASES = [
-    pytest.param(env(USER_PORT=None), ["USER_PORT: None is required"], id="missing-user-port"),
-    pytest.param(env(SERVING_POD=""), ["SERVING_POD: '' is required"], id="empty-required"),
+    pytest.param(env(USER_PORT=None), ["USER_PORT: is required (not set)"], id="missing-user-port"),
+    pytest.param(env(SERVING_POD=""), ["SERVING_POD: '' is required (set but empty)"], id="empty-required"),
     pytest.param(env(CONTAINER_CONCURRENCY="-1"),
                  ["CONTAINER_CONCURRENCY: '-1' must be an integer >= 0"], id="negative-cc"),
     pytest.param(env(CONTAINER_CONCURRENCY="1.5"),
@@ -125,13 +125,13 @@ BAD_CASES = [
     pytest.param(
         {"USER_PORT": "x", "CONTAINER_CONCURRENCY": "-1"},
         ["CONTAINER_CONCURRENCY: '-1' must be an integer >= 0",
-         "QUEUE_SERVING_PORT: None is required",
+         "QUEUE_SERVING_PORT: is required (not set)",
          "USER_PORT: 'x' must be an integer in 1-65535",
-         "REVISION_TIMEOUT_SECONDS: None is required",
-         "SERVING_NAMESPACE: None is required",
-         "SERVING_CONFIGURATION: None is required",
-         "SERVING_REVISION: None is required",
-         "SERVING_POD: None is required"],
+         "REVISION_TIMEOUT_SECONDS: is required (not set)",
+         "SERVING_NAMESPACE: is required (not set)",
+         "SERVING_CONFIGURATION: is required (not set)",
+         "SERVING_REVISION: is required (not set)",
+         "SERVING_POD: is required (not set)"],
         id="every-problem-listed-together",
     ),
 ]

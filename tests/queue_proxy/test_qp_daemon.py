@@ -323,7 +323,7 @@ async def test_stat_counts_queued_requests_as_concurrency(app, start_qp, http):
 
 
 BAD_ENV = [
-    pytest.param({"USER_PORT": None}, "queue-proxy: USER_PORT: None is required", id="missing"),
+    pytest.param({"USER_PORT": None}, "queue-proxy: USER_PORT: is required (not set)", id="missing"),
     pytest.param({"USER_PORT": "http"}, "queue-proxy: USER_PORT: 'http' must be an integer in 1-65535",
                  id="not-a-port"),
     pytest.param({"CONTAINER_CONCURRENCY": "-1"},
