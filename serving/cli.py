@@ -86,6 +86,34 @@ def cmd_up(args: argparse.Namespace) -> int:
         return int(stack.run(port=args.port, state_dir=args.state_dir, **options) or 0)
 
 
+def _run_daemon(main_coro: Any) -> int:
+    """Run a daemon's coroutine on uvloop until it ends or SIGTERM/SIGINT cancels it."""
+    import asyncio
+    import signal
+
+    import uvloop
+
+    async def runner() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        await main_coro
+
+    try:
+        uvloop.run(runner())
+    except asyncio.CancelledError:
+        return 0
+    return 0
+
+
+def cmd_controller(args: argparse.Namespace) -> int:
+    """Reconcile Knative Services on the cluster of --kubeconfig (or in-cluster)."""
+    # Imported here: kubernetes_asyncio is heavy and only these commands need it.
+    from serving.kubernetes.controller import run_controller
+    return _run_daemon(run_controller(args.kubeconfig, namespace=args.watch_namespace))
+
+
 def _read_manifest(name: str) -> tuple[str, str]:
     if name == "-":
         return "<stdin>", sys.stdin.read()
@@ -263,6 +291,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--queue-proxy-image", metavar="IMAGE", default=None,
                     help="the sidecar image of Docker pods (default: surge-queue-proxy:dev)")
     up.set_defaults(func=cmd_up)
+
+    kubeconfig = argparse.ArgumentParser(add_help=False)
+    kubeconfig.add_argument("--kubeconfig", metavar="PATH", default=None,
+                            help="kubeconfig of the cluster (default: the pod's service "
+                                 "account in the cluster, else $KUBECONFIG)")
+    controller = sub.add_parser(
+        "controller", parents=[kubeconfig], help="run the Kubernetes controller",
+        description="Reconcile serving.knative.dev Services, Configurations, Revisions "
+                    "and Routes into Deployments and Services until SIGTERM.")
+    controller.add_argument("--watch-namespace", metavar="NS", default=None,
+                            help="reconcile only this namespace (default: all)")
+    controller.set_defaults(func=cmd_controller)
 
     apply = sub.add_parser("apply", parents=[common], help="apply manifests",
                            description="Apply Service, Configuration, Route and ConfigMap "

@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from autoscaler import AutoscalerConfig, resolve_initial_scale
-from dataplane import Clock
+from dataplane import Clock, MonotonicClock
 from serving.configmaps import (
     AUTOSCALER_CONFIG,
     DEFAULTS_CONFIG,
@@ -58,8 +58,8 @@ from serving.validation import FieldProblem, ValidationError, validate_configura
 
 from .children import latest_revision_name, make_configuration, make_revision, make_route, \
     revision_model, revision_problem
-from .client import CONFIGMAP, CONFIGURATION, DEPLOYMENT, EVENT, KINDS, KSERVICE, REVISION, \
-    ROUTE, SERVICE, Api, ApiError, Kind
+from .client import CONFIGMAP, CONFIGURATION, DEPLOYMENT, KINDS, KSERVICE, REVISION, \
+    ROUTE, SERVICE, Api, ApiError, Kind, load_api
 from .deployment import DeploymentConfig, make_deployment, parse_deployment_config
 from .informer import Informer, WorkQueue, backoff_s
 from .names import private_service_name
@@ -343,3 +343,12 @@ class Controller:
         observed = [s for s in self._cache(SERVICE).items() if _meta(s).get("namespace") == ns
                     and (_meta(s).get("labels") or {}).get(ROUTE_LABEL) == name]
         await self._finish(route, plan(desired, observed, owner_uid=meta["uid"]), status, now)
+
+
+async def run_controller(kubeconfig: str | None, *, namespace: str | None = None) -> None:
+    """`surge controller`: reconcile until cancelled (SIGTERM/SIGINT cancel it)."""
+    api = await load_api(kubeconfig)
+    try:
+        await Controller(api, clock=MonotonicClock(), namespace=namespace).run()
+    finally:
+        await api.close()

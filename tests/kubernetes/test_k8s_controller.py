@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import signal
+import sys
 
 import pytest
 from k8s_fake_api import FakeApiServer
@@ -147,3 +149,22 @@ async def test_deleting_the_service_deletes_everything_it_made(fake, tmp_path):
                 raise AssertionError(list(fake.objects)) from None
             await settled(controller)
         assert fake.objects == {}
+
+
+@pytest.mark.integration
+async def test_surge_controller_command_reconciles_and_stops_on_sigterm(fake, tmp_path):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "serving.cli", "controller",
+        "--kubeconfig", str(fake.kubeconfig(tmp_path)), stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(30):
+            await fake.put(KSVC, "services", seed("basic/service.yaml"))
+            await fake.wait_for(lambda: fake.find(
+                "deployments", "default", "helloworld-python-00001-deployment"), timeout_s=25)
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = await proc.communicate()
+        assert proc.returncode == 0, stderr.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
