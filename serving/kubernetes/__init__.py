@@ -6,6 +6,10 @@ a Configuration's Revision), `deployment` (a Revision's Deployment with the queu
 sidecar; config-deployment), `services` (the per-revision private Service and the
 per-route placeholder Services), `status` (Knative's conditions from the objects
 listed), `reconcile` (the creates, updates and deletes that make the cluster match).
+
+The I/O half is imported by its module path only, so importing this package never
+loads kubernetes_asyncio: `client` (Api, Kind, load_api), `informer` (Informer,
+WorkQueue, backoff_s), `controller` (Controller, run_controller).
 """
 
 from .children import (
