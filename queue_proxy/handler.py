@@ -16,6 +16,7 @@ here the chain is flattened into the engine's two hooks, in the same order:
       5. breaker             a free slot -> forward now; queue full -> 503 `pending
                              request queue full` at once; else park on a breaker future
                              (no task), bounded by the revision timeouts from arrival.
+                             Passing it samples the queue-depth gauge (itself included).
     finish(head, outcome):   exactly once per begun request: release the slot, stats
                              out, request metrics (queue wait included) and app metrics
                              (from admission on, queue wait excluded).
@@ -116,7 +117,7 @@ def to_wire(response: probe.LocalResponse) -> WireResponse:
 class _Ticket:
     """One proxied request's accounting, kept in `head.context` from begin to finish."""
 
-    __slots__ = ("proxied", "route_tag", "holds_slot", "admitted", "waiter", "clock")
+    __slots__ = ("proxied", "route_tag", "holds_slot", "admitted", "waiter", "owner")
 
     def __init__(self, proxied: bool, tag: str) -> None:
         self.proxied = proxied
@@ -125,12 +126,12 @@ class _Ticket:
         self.admitted: float | None = None  # Clock seconds when it passed the breaker
         # The breaker future of a parked request (the engine waits on it), else None.
         self.waiter: asyncio.Future | None = None
-        self.clock: Clock | None = None
+        self.owner: QueueProxyHandler | None = None  # set while parked
 
     def on_admitted(self, waiter: asyncio.Future) -> None:
-        """Done callback of the breaker future: stamp the hand-off (app metrics start here)."""
+        """Done callback of the breaker future: the hand-off is where app metrics start."""
         if not waiter.cancelled():
-            self.admitted = self.clock.now()
+            self.admitted = self.owner._admitted()
 
     def has_slot(self) -> bool:
         """Whether this request holds a breaker slot, taken at once or handed over later."""
@@ -218,10 +219,12 @@ class QueueProxyHandler:
         if breaker is None:  # containerConcurrency 0: no limit, no queue
             ticket.admitted = now
             return self._forward
-        self._metrics.set_queue_depth(breaker.in_flight)  # sampled at start (7.1)
         if breaker.try_acquire():
             ticket.holds_slot = True
             ticket.admitted = now
+            # Knative's app-metrics handler, behind the breaker, samples InFlight() as a
+            # request starts there: queued + executing, this request included (7.1).
+            self._metrics.set_queue_depth(breaker.in_flight)
             return self._forward
         # Park: a future the engine waits on (no task); it resolves to the Forward when a
         # release hands this request a slot. Its done callbacks run in the order added,
@@ -230,7 +233,7 @@ class QueueProxyHandler:
         if waiter is None:
             return _QUEUE_FULL  # at once: 11 x CC are already in flight
         ticket.waiter = waiter
-        ticket.clock = self._clock
+        ticket.owner = self
         waiter.add_done_callback(ticket.on_admitted)
         # The engine runs all three revision timeouts from arrival during the wait.
         head.bound_wait_by(self._forward)
@@ -249,6 +252,11 @@ class QueueProxyHandler:
         )
         wire = self._wire.get(answer)
         return wire if wire is not None else to_wire(answer)
+
+    def _admitted(self) -> float:
+        """A parked request got its slot: sample the queue depth as it starts; the time."""
+        self._metrics.set_queue_depth(self._breaker.in_flight)
+        return self._clock.now()
 
     async def _health(self) -> WireResponse:
         ready = await self._readiness.probe()

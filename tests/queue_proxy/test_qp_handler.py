@@ -307,12 +307,22 @@ async def test_latency_includes_queue_wait_and_app_latency_excludes_it(clock):
     assert rig.metrics.app_requests == [(200, 2.0), (200, 1.0)]
 
 
-async def test_queue_depth_is_sampled_before_admission(clock):
+async def test_queue_depth_is_sampled_as_each_request_passes_the_breaker(clock):
+    # Knative samples InFlight() behind the breaker: the starting request is counted,
+    # a queued one only when it gets its slot, a refused one never.
     rig = Rig(clock, cc=1)
-    decisions = [rig.handler.begin(rig.head()) for _ in range(3)]
-    assert rig.metrics.depths == [0, 1, 2]  # a waiter joins the queue inside begin()
-    for waiter in decisions[1:]:
+    heads = [rig.head() for _ in range(13)]
+    decisions = [rig.handler.begin(h) for h in heads]
+    assert isinstance(decisions[0], Forward) and isinstance(decisions[-1], LocalResponse)
+    assert rig.metrics.depths == [1]  # 11 in flight now, but only the first has started
+    rig.finish(heads[0])  # the slot passes to heads[1]: 1 executing + 9 waiting
+    await decide(decisions[1])
+    assert rig.metrics.depths == [1, 10]
+    for waiter in decisions[2:11]:
         waiter.cancel()
+    rig.finish(heads[1])
+    await asyncio.sleep(0)
+    assert rig.metrics.depths == [1, 10] and rig.breaker.stats().in_flight == 0
 
 
 def test_proxied_requests_count_in_the_proxied_figures(clock):
