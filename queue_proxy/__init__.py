@@ -25,7 +25,7 @@ from .handler import (
     route_tag,
     to_wire,
 )
-from .metrics import RequestMetrics, ResourceLabels, register_metrics
+from .metrics import RequestMetrics, ResourceLabels, register_metrics, render_exposition
 from .probe import LocalResponse, ProbeKind, classify_request, local_response, needs_readiness
 from .readiness import ReadinessProber, probe_once
 from .servers import (
@@ -69,6 +69,7 @@ __all__ = [
     "parse_readiness_probes",
     "probe_once",
     "register_metrics",
+    "render_exposition",
     "route_tag",
     "serving_host",
     "start_side_server",

@@ -12,7 +12,8 @@ Two recorders feed the families, matching where Knative measures (reference 4.3,
 - `record_app_request(status, latency_s)`: after the breaker, queue wait excluded.
   Renders `kn_serving_invocation_duration_seconds{http_response_status_code}` and the
   legacy `revision_app_request_count` / `revision_app_request_latencies`.
-- `set_queue_depth(n)`: breaker in-flight (queued + executing), sampled at request start;
+- `set_queue_depth(n)`: breaker in-flight (queued + executing), sampled as each request
+  passes the breaker (itself included), where Knative's app-metrics handler samples it;
   rendered as `kn_serving_queue_depth` and legacy `revision_queue_depth`, only when
   containerConcurrency > 0 (no breaker, no queue).
 
@@ -32,16 +33,19 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from prometheus_client import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 __all__ = [
     "LATENCY_BUCKETS_S",
+    "LEGACY_COUNTERS",
     "LEGACY_LATENCY_BUCKETS_MS",
     "MetricsCollector",
     "RequestMetrics",
     "ResourceLabels",
     "register_metrics",
+    "render_exposition",
 ]
 
 # Reference 7.1 (OTel histogram boundaries, seconds) and 7.2 (OpenCensus, milliseconds).
@@ -50,6 +54,9 @@ LEGACY_LATENCY_BUCKETS_MS = (
     5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 150.0, 200.0, 250.0, 300.0, 350.0, 400.0, 450.0,
     500.0, 600.0, 700.0, 800.0, 900.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0, 50000.0, 100000.0,
 )
+
+# Reference 7.2's counters: OpenCensus names, no `_total` suffix.
+LEGACY_COUNTERS = ("revision_request_count", "revision_app_request_count")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +117,7 @@ class RequestMetrics:
         series.observe(latency_s)
 
     def set_queue_depth(self, depth: int) -> None:
-        """The breaker's in-flight count (queued + executing), sampled at request start."""
+        """The breaker's in-flight count (queued + executing) as a request passes the breaker."""
         self.queue_depth = depth
 
 
@@ -167,15 +174,15 @@ class MetricsCollector(Collector):
             "kn_serving_invocation_duration_seconds",
             "The duration of requests served by the user container, after the breaker.",
             labels=otel_names + ["http_response_status_code"])
-        # prometheus_client would rename a counter to `..._total`; dashboards query the
-        # OpenCensus name, so these are exposed untyped under their exact legacy names.
-        count = Metric("revision_request_count", "The number of requests that are routed to queue-proxy",
-                       "unknown")
+        # OpenCensus exposed these counters typed `counter` under their bare names (no
+        # `_total`), which is what dashboards query; `render_exposition` keeps both.
+        count = Metric(LEGACY_COUNTERS[0], "The number of requests that are routed to queue-proxy",
+                       "counter")
         latencies = HistogramMetricFamily(
             "revision_request_latencies", "The response time in millisecond",
             labels=legacy_names + ["response_code", "response_code_class", "route_tag"])
-        app_count = Metric("revision_app_request_count",
-                           "The number of requests that are routed to user-container", "unknown")
+        app_count = Metric(LEGACY_COUNTERS[1],
+                           "The number of requests that are routed to user-container", "counter")
         app_latencies = HistogramMetricFamily(
             "revision_app_request_latencies", "The response time in millisecond",
             labels=legacy_names + ["response_code", "response_code_class"])
@@ -184,14 +191,14 @@ class MetricsCollector(Collector):
             code, cls = str(status), f"{status // 100}xx"
             server.add_metric(otel_values + [code, tag], _cumulative(LATENCY_BUCKETS_S, s.buckets_s), s.sum_s)
             labels = dict(self._legacy, response_code=code, response_code_class=cls, route_tag=tag)
-            count.add_sample("revision_request_count", labels, float(s.count))
+            count.add_sample(LEGACY_COUNTERS[0], labels, float(s.count))
             latencies.add_metric(legacy_values + [code, cls, tag],
                                  _cumulative(LEGACY_LATENCY_BUCKETS_MS, s.buckets_ms), s.sum_s * 1000.0)
         for status, s in app_requests:
             code, cls = str(status), f"{status // 100}xx"
             invocation.add_metric(otel_values + [code], _cumulative(LATENCY_BUCKETS_S, s.buckets_s), s.sum_s)
             labels = dict(self._legacy, response_code=code, response_code_class=cls)
-            app_count.add_sample("revision_app_request_count", labels, float(s.count))
+            app_count.add_sample(LEGACY_COUNTERS[1], labels, float(s.count))
             app_latencies.add_metric(legacy_values + [code, cls],
                                      _cumulative(LEGACY_LATENCY_BUCKETS_MS, s.buckets_ms), s.sum_s * 1000.0)
         yield from (server, invocation, count, latencies, app_count, app_latencies)
@@ -215,3 +222,20 @@ def register_metrics(metrics: RequestMetrics, registry: CollectorRegistry) -> Me
     collector = MetricsCollector(metrics)
     registry.register(collector)
     return collector
+
+
+
+def render_exposition(registry: CollectorRegistry) -> bytes:
+    """`registry` in the Prometheus text format, the legacy counters under their own names.
+
+    `generate_latest` titles every counter family `<name>_total` in its HELP and TYPE
+    lines. OpenCensus exposed Knative's legacy counters typed `counter` under their bare
+    names, the names their samples (and dashboards) use, so those two lines are renamed
+    back: `# TYPE revision_request_count counter`, then `revision_request_count{...} 3.0`.
+    """
+    text = generate_latest(registry)
+    for name in LEGACY_COUNTERS:
+        bare = name.encode()
+        text = text.replace(b"# HELP " + bare + b"_total ", b"# HELP " + bare + b" ", 1)
+        text = text.replace(b"# TYPE " + bare + b"_total counter", b"# TYPE " + bare + b" counter", 1)
+    return text

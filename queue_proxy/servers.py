@@ -26,8 +26,8 @@ import socket
 from collections.abc import Callable
 
 # The package import pulls in all of prometheus_client (~5 MB of RSS, measured): it is a
-# project dependency that metrics.py needs anyway, so rendering stays with it.
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+# project dependency that metrics.py needs anyway.
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.registry import CollectorRegistry
 
 from dataplane.proxy import GET_HEAD, LocalHandler, LocalResponse, LocalRoute, ProxyServer, RequestHead
@@ -35,6 +35,7 @@ from dataplane.proxy import headers as h
 from dataplane.stat import PROTOBUF_CONTENT_TYPE, Stat
 
 from .drain import Drainer
+from .metrics import render_exposition
 
 __all__ = [
     "WAIT_FOR_DRAIN_PATH",
@@ -85,7 +86,7 @@ def build_metrics_handler(registry: CollectorRegistry) -> LocalHandler:
     """The Prometheus server: `GET /metrics` renders `registry` in the text format."""
 
     def metrics(head: RequestHead) -> LocalResponse:
-        return LocalResponse(200, generate_latest(registry), content_type=_PROMETHEUS)
+        return LocalResponse(200, render_exposition(registry), content_type=_PROMETHEUS)
 
     return _KubeletProbeOk({_METRICS_PATH: LocalRoute(metrics, GET_HEAD)})
 

@@ -222,7 +222,9 @@ async def scrape(http: aiohttp.ClientSession, qp: QueueProxy) -> dict[str, float
     totals: dict[str, float] = {}
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
-            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+            # The parser names a counter's samples `<family>_total`; ours are bare (7.2).
+            name = family.name if family.type == "counter" else sample.name
+            totals[name] = totals.get(name, 0.0) + sample.value
     return totals
 
 

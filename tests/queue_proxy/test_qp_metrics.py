@@ -1,12 +1,12 @@
-"""Queue-proxy Prometheus metrics, rendered with prometheus_client and read back."""
+"""Queue-proxy Prometheus metrics, rendered as the metrics port serves them and read back."""
 
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from queue_proxy.metrics import RequestMetrics, ResourceLabels, register_metrics
+from queue_proxy.metrics import RequestMetrics, ResourceLabels, register_metrics, render_exposition
 
 LABELS = ResourceLabels(namespace="default", service="", configuration="hello", revision="hello-00001",
                         pod="hello-pod")
@@ -20,9 +20,11 @@ def scrape(metrics: RequestMetrics) -> dict[tuple[str, frozenset], float]:
     """Render through a fresh registry and index samples by (name, labels)."""
     registry = CollectorRegistry()
     register_metrics(metrics, registry)
-    text = generate_latest(registry).decode()
+    text = render_exposition(registry).decode()
+    # The parser reports a counter's samples as `<family>_total` whatever the text says;
+    # test_legacy_counters_are_typed_counter_under_their_bare_names pins the text itself.
     return {
-        (s.name, frozenset(s.labels.items())): s.value
+        (family.name if family.type == "counter" else s.name, frozenset(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
@@ -99,3 +101,31 @@ def test_collector_uses_only_the_registry_passed_in():
     m.record_app_request(200, 0.01)
     scrape(m)
     assert REGISTRY.get_sample_value("revision_queue_depth", LEGACY) is None
+
+
+def test_legacy_counters_are_typed_counter_under_their_bare_names():
+    m = RequestMetrics(LABELS, has_queue_depth=True)
+    m.record_request(200, "", 0.01)
+    m.record_request(200, "", 0.02)
+    m.record_app_request(200, 0.01)
+    registry = CollectorRegistry()
+    register_metrics(m, registry)
+    lines = render_exposition(registry).decode().splitlines()
+    for name in ("revision_request_count", "revision_app_request_count"):
+        assert f"# TYPE {name} counter" in lines
+        assert any(line.startswith(f"# HELP {name} ") for line in lines)
+        samples = [line for line in lines if line.startswith(name)]
+        assert len(samples) == 1 and samples[0].startswith(name + "{")
+        assert samples[0].endswith(" 2.0" if name == "revision_request_count" else " 1.0")
+    assert not any("_total" in line for line in lines)
+    types = {line.split()[2]: line.split()[3] for line in lines if line.startswith("# TYPE")}
+    assert types == {
+        "http_server_request_duration_seconds": "histogram",
+        "kn_serving_invocation_duration_seconds": "histogram",
+        "revision_request_count": "counter",
+        "revision_request_latencies": "histogram",
+        "revision_app_request_count": "counter",
+        "revision_app_request_latencies": "histogram",
+        "kn_serving_queue_depth": "gauge",
+        "revision_queue_depth": "gauge",
+    }
