@@ -43,6 +43,17 @@ ACCOUNTING_CASES = [
         id="proxied-counts-in-both-figures",
     ),
     pytest.param(
+        [(0.0, "in", False), (0.5, "in", True), (1.0, "report", False)],
+        [RequestStatsReport(1.5, 0.5, 2, 1)],
+        id="proxied-area-starts-with-the-first-proxied-arrival",
+    ),
+    pytest.param(
+        [(0.0, "in", True), (0.25, "in", False), (0.5, "out", True), (1.0, "report", False),
+         (1.5, "in", True), (2.0, "report", False)],
+        [RequestStatsReport(1.25, 0.5, 2, 1), RequestStatsReport(1.5, 0.5, 1, 1)],
+        id="proxied-area-stops-while-no-proxied-request-is-in-flight",
+    ),
+    pytest.param(
         [(0.0, "report", False)],
         [RequestStatsReport(0.0, 0.0, 0, 0)],
         id="no-elapsed-time-reports-zero",
