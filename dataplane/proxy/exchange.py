@@ -13,7 +13,8 @@ may be retried: once silently when the failed connection came from the pool (the
 upstream closed it as we reused it: the keep-alive race Go's transport also retries),
 otherwise through `Forward.retry`, bounded by `max_attempts`. Deadlines come from the
 `Deadlines` base (deadlines.py); one that passes fails the exchange with its ErrorKind:
-504 if no head was sent, else the connection is cut.
+504 if no head was sent, else the connection is cut. The bytes of the heads it sends
+(forwarding headers, framing, the relayed 101) are built by wire.py.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from typing import TYPE_CHECKING
 
 from .deadlines import Deadlines
 from .errors import INTERNAL_ERROR, ErrorKind, ProxyError, response_for
-from .headers import HOST, X_FORWARDED_PROTO, add_forwarded_shim, append_forwarded_for, serialize_headers
-from .hooks import Forward, LocalResponse, Outcome, RequestHead, status_line
+from .hooks import Forward, LocalResponse, Outcome, RequestHead
+from .wire import (
+    CONTINUE, CRLF, HTTP11, LAST_CHUNK, add_forwarding_headers, request_head, response_head,
+    upgrade_response_head,
+)
 
 if TYPE_CHECKING:
     from .protocol import ClientConnection
@@ -37,10 +41,6 @@ logger = logging.getLogger(__name__)
 _PAUSE_WAIT = 2       # mirrors protocol.PAUSE_WAIT (kept here to avoid an import cycle)
 _PAUSE_UPSTREAM = 4
 _PAUSE_UPGRADE = 8
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_LAST_CHUNK = b"0\r\n\r\n"
-_CRLF = b"\r\n"
-_HTTP11 = b"1.1"
 
 
 class Exchange(Deadlines):
@@ -161,21 +161,9 @@ class Exchange(Deadlines):
     def _prepare(self) -> None:
         """Forwarding headers, once per request (retries must not append twice)."""
         self.prepared = True
-        headers = self.head.headers
-        if self.conn.server.config.forwarded_shim:
-            add_forwarded_shim(headers)  # from the headers as received (reference 4.8)
-        append_forwarded_for(headers, self.head.client_ip)
-        has_proto = has_host = False
-        for key, _ in headers:
-            if key == X_FORWARDED_PROTO:
-                has_proto = True
-            elif key == HOST:
-                has_host = True
-        if not has_proto:
-            headers.append((X_FORWARDED_PROTO, b"http"))
-        if not has_host:  # an HTTP/1.0 client may omit it; HTTP/1.1 upstreams require it
-            host, port = self.forward.upstream
-            headers.append((HOST, b"%s:%d" % (host.encode(), port)))
+        head = self.head
+        add_forwarding_headers(head.headers, head.client_ip, self.forward.upstream,
+                               self.conn.server.config.forwarded_shim)
 
     def _connect(self, addr: tuple[str, int], fresh: bool) -> None:
         self.upstream_addr = addr
@@ -204,33 +192,20 @@ class Exchange(Deadlines):
         self.upstream = up
         up.exchange = self
         transport = up.transport
-        transport.write(self._request_wire())
+        transport.write(request_head(self.head, self.upgrade_value))
         if self.body_buf:
             for chunk in self.body_buf:
                 self._send_body(chunk)
             self.body_buf = None
         if self.body_done and self.head.chunked:
-            transport.write(_LAST_CHUNK)
+            transport.write(LAST_CHUNK)
         if self.conn.write_paused:
             up.set_reading(False)
         self.conn.resume_reading(_PAUSE_WAIT)
 
-    def _request_wire(self) -> bytes:
-        head = self.head
-        parts = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
-        serialize_headers(parts, head.headers)
-        if head.chunked:
-            parts.append(b"transfer-encoding: chunked\r\n")
-        elif head.content_length is not None:
-            parts.append(b"content-length: %d\r\n" % head.content_length)
-        if head.upgrade:
-            parts += (b"connection: upgrade\r\nupgrade: ", self.upgrade_value, _CRLF)
-        parts.append(_CRLF)
-        return b"".join(parts)
-
     def _send_body(self, chunk: bytes) -> None:
         if self.head.chunked:
-            self.upstream.transport.writelines((b"%x\r\n" % len(chunk), chunk, _CRLF))
+            self.upstream.transport.writelines((b"%x\r\n" % len(chunk), chunk, CRLF))
         else:
             self.upstream.transport.write(chunk)
         self.body_sent = True
@@ -251,7 +226,7 @@ class Exchange(Deadlines):
         """The request body (if any) is complete."""
         self.body_done = True
         if not self.finished and self.upstream is not None and self.head.chunked:
-            self.upstream.transport.write(_LAST_CHUNK)
+            self.upstream.transport.write(LAST_CHUNK)
 
     def request_broken(self, response: LocalResponse) -> None:
         """The request body was malformed mid-way: answer if we still can, else cut."""
@@ -260,39 +235,19 @@ class Exchange(Deadlines):
     # -- response events (from the upstream connection) --------------------------------------
     def upstream_interim(self, status: int) -> None:
         """A 1xx other than 101: relay 100 Continue to a client that asked for it."""
-        if status == 100 and self.head.expect_continue and self.head.version == _HTTP11:
-            self._to_client(_CONTINUE)
+        if status == 100 and self.head.expect_continue and self.head.version == HTTP11:
+            self._to_client(CONTINUE)
 
     def upstream_head(self, up: UpstreamConnection) -> None:
-        """The final response head: re-frame it for the client and send it."""
-        status = up.status
+        """The final response head: re-frame it for the client (wire.py) and send it."""
         head = self.head
-        parts = [status_line(status)]
-        serialize_headers(parts, up.headers)
-        keep = head.keep_alive and not self.conn.close_after and not head.upgrade
-        if self.is_head_request or status == 204 or status == 304:
-            if up.content_length is not None and status != 204:
-                parts.append(b"content-length: %d\r\n" % up.content_length)
-        elif up.content_length is not None:
-            parts.append(b"content-length: %d\r\n" % up.content_length)
-        else:
-            # Chunked or delimited by close upstream: a 1.1 client gets chunked and keeps its
-            # connection (as Go's server does for unknown lengths); 1.0 gets raw + close.
-            self.resp_close_delimited = not up.chunked
-            if head.version == _HTTP11:
-                parts.append(b"transfer-encoding: chunked\r\n")
-                self.resp_chunked = True
-            else:
-                keep = False
-        if not keep:
-            parts.append(b"connection: close\r\n")
-        elif head.version != _HTTP11:
-            parts.append(b"connection: keep-alive\r\n")
-        parts.append(_CRLF)
-        self.client_keep = keep
-        self.status = status
+        wire, self.client_keep, self.resp_chunked, self.resp_close_delimited = response_head(
+            up.status, up.headers, up.content_length, up.chunked, self.is_head_request,
+            head.version == HTTP11, head.keep_alive and not self.conn.close_after and not head.upgrade,
+        )
+        self.status = up.status
         self.head_sent = True
-        self._to_client(b"".join(parts))
+        self._to_client(wire)
         if self.timer is not None and self.d_start is not None:
             self._rearm()
 
@@ -302,7 +257,7 @@ class Exchange(Deadlines):
             return
         held = self.held
         if self.resp_chunked:
-            pieces = (b"%x\r\n" % len(chunk), chunk, _CRLF)
+            pieces = (b"%x\r\n" % len(chunk), chunk, CRLF)
             if held is not None:
                 held.extend(pieces)
             else:
@@ -320,7 +275,7 @@ class Exchange(Deadlines):
         if self.finished:
             return
         if self.resp_chunked:
-            self._to_client(_LAST_CHUNK)
+            self._to_client(LAST_CHUNK)
         self.upstream = None
         if not self.body_done:
             up.keep_alive = False  # the upstream answered before reading all the body
@@ -359,15 +314,13 @@ class Exchange(Deadlines):
             self.upstream_bad_response(up)
             up.close()
             return
-        parts = [status_line(101)]
-        serialize_headers(parts, up.headers)
-        parts += (b"connection: upgrade\r\nupgrade: ", up.upgrade_value, b"\r\n\r\n")
+        wire = upgrade_response_head(up.headers, up.upgrade_value)
         self.flush()  # a relayed 100 Continue goes before the 101
         self.status = 101
         self.head_sent = True
         self.tunnel = True
         self._disarm()  # hijacked connections are not subject to request timeouts
-        self.conn.transport.write(b"".join(parts))
+        self.conn.transport.write(wire)
         if rest:
             self.conn.transport.write(rest)
         if self.tunnel_pending:
@@ -469,7 +422,7 @@ class Exchange(Deadlines):
     def _local_keep_alive(self) -> bool:
         head = self.head
         return (
-            head.keep_alive and head.version == _HTTP11 and self.body_done
+            head.keep_alive and head.version == HTTP11 and self.body_done
             and not head.upgrade and not self.conn.close_after
         )
 
