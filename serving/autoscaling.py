@@ -141,18 +141,24 @@ class Autoscaling:
 
     # -- revisions ----------------------------------------------------------------------
 
-    async def watch(self, plan: RevisionPlan) -> None:
-        """Start running a revision: ensure it, list it in the activator, start its pods."""
+    async def watch(self, plan: RevisionPlan, *, current_replicas: int | None = None) -> None:
+        """Start running a revision: ensure it, list it in the activator, start its pods.
+
+        `current_replicas` is what the platform already runs (Kubernetes: the Deployment
+        the controller made, or an autoscaler restart finds); None starts at the initial
+        scale. Either way the decider takes over from there.
+        """
         key, now = plan.key, self._clock.now()
         await self._platform.ensure(key, plan.template)
-        rev = RevisionScale(plan, PAState.initial(now), plan.initial_replicas, Mode.PROXY, now)
+        start = plan.initial_replicas if current_replicas is None else current_replicas
+        rev = RevisionScale(plan, PAState.initial(now), start, Mode.PROXY, now)
         self._revisions[key] = rev
         self.multiscaler.watch(key, plan.spec, panic_window_s=plan.panic_window_s,
                                pods=self._ready_pods_source(key), algorithm=plan.algorithm,
                                service_name=plan.service,
                                configuration_name=plan.configuration)
         self._push_endpoints(rev, self._platform.pods(key))
-        if rev.replicas:
+        if rev.replicas and current_replicas is None:
             self._scale_calls += 1
             await self._platform.scale(key, rev.replicas)
         self._mark(key)
