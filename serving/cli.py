@@ -114,6 +114,18 @@ def cmd_controller(args: argparse.Namespace) -> int:
     return _run_daemon(run_controller(args.kubeconfig, namespace=args.watch_namespace))
 
 
+def cmd_autoscaler(args: argparse.Namespace) -> int:
+    """Scale revisions' Deployments on the cluster of --kubeconfig (or in-cluster)."""
+    from serving.kubernetes.autoscaler_main import run_autoscaler
+    return _run_daemon(run_autoscaler(args.kubeconfig, args.stats_port))
+
+
+def cmd_activator(args: argparse.Namespace) -> int:
+    """Serve the ingress for the cluster of --kubeconfig (or in-cluster)."""
+    from serving.kubernetes.activator_main import run_activator
+    return _run_daemon(run_activator(args.kubeconfig, args.port, args.autoscaler))
+
+
 def _read_manifest(name: str) -> tuple[str, str]:
     if name == "-":
         return "<stdin>", sys.stdin.read()
@@ -303,6 +315,28 @@ def build_parser() -> argparse.ArgumentParser:
     controller.add_argument("--watch-namespace", metavar="NS", default=None,
                             help="reconcile only this namespace (default: all)")
     controller.set_defaults(func=cmd_controller)
+
+    autoscaler = sub.add_parser(
+        "autoscaler", parents=[kubeconfig], help="run the Kubernetes autoscaler",
+        description="Scrape revisions' pods found through EndpointSlices, take the "
+                    "activator's pushed stats, and scale Deployments through their /scale "
+                    "subresource until SIGTERM.")
+    autoscaler.add_argument("--stats-port", type=_port, default=8080, metavar="N",
+                            help="port of the stat server the activator pushes to "
+                                 "(default: 8080)")
+    autoscaler.set_defaults(func=cmd_autoscaler)
+
+    activator = sub.add_parser(
+        "activator", parents=[kubeconfig], help="run the Kubernetes activator (ingress)",
+        description="Route requests by Host from Route status to revisions' pods, holding "
+                    "them for revisions at zero, until SIGTERM.")
+    activator.add_argument("--port", type=_port, default=8080, metavar="N",
+                           help="ingress port on all interfaces (default: 8080)")
+    activator.add_argument("--autoscaler", metavar="URL",
+                           default="ws://autoscaler.knative-serving.svc.cluster.local:8080",
+                           help="the autoscaler's stat server websocket (default: "
+                                "ws://autoscaler.knative-serving.svc.cluster.local:8080)")
+    activator.set_defaults(func=cmd_activator)
 
     apply = sub.add_parser("apply", parents=[common], help="apply manifests",
                            description="Apply Service, Configuration, Route and ConfigMap "

@@ -1,0 +1,172 @@
+"""`surge activator` against the in-memory API server on 127.0.0.1: requests are routed by
+Host from Route status to stand-in pods (loopback servers answering the activator's
+probe); a request for a revision at zero is held until its EndpointSlice lists a ready
+endpoint; the stats it pushes over a websocket reach a StatServer; the mode annotation
+switches a revision to serve mode."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import socket
+
+import aiohttp
+import pytest
+from aiohttp import web
+from k8s_fake_api import FakeApiServer
+from k8s_world import children_of
+
+from activator import Activator, ActivatorConfig
+from dataplane import Mode, MonotonicClock, RevisionKey
+from serving.kubernetes import make_private_service
+from serving.kubernetes.activator_main import KubernetesActivator, WebSocketStatSink
+from serving.kubernetes.client import load_api
+from serving.kubernetes.endpoints import MODE_ANNOTATION
+from autoscaler import StatServer
+
+KSVC = "serving.knative.dev/v1"
+SLICES = "discovery.k8s.io/v1"
+
+
+@pytest.fixture
+async def fake():
+    server = FakeApiServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def stand_in_pod(name: str):
+    """A queue-proxy stand-in on 127.0.0.1: passes the activator's probe, names itself."""
+    async def handle(request: web.Request) -> web.Response:
+        if request.headers.get("K-Network-Probe") == "queue":
+            return web.Response(text="queue")
+        return web.Response(text=f"{name} {request.host}")
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+def endpoint_slice(rev: str, port: int) -> dict:
+    return {"metadata": {"name": f"{rev}-private-x", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": f"{rev}-private"}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": port}],
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]}
+
+
+async def seed_route(fake, route: str, rev: str) -> None:
+    """A Revision, its private Service, and a Route whose status sends it 100%."""
+    _, _, _, revision = children_of("basic/service.yaml")
+    revision["metadata"]["name"] = rev
+    revision = await fake.put(KSVC, "revisions", revision)
+    await fake.put("v1", "services", make_private_service(revision))
+    await fake.put(KSVC, "routes", {
+        "metadata": {"name": route, "namespace": "default"},
+        "status": {"url": f"http://{route}.default.example.com",
+                   "traffic": [{"revisionName": rev, "percent": 100, "latestRevision": True},
+                               {"revisionName": rev, "percent": 0, "tag": "current",
+                                "url": f"http://current-{route}.default.example.com"}]}})
+
+
+@contextlib.asynccontextmanager
+async def running_activator(fake, tmp_path, stats_url: str):
+    api = await load_api(str(fake.kubeconfig(tmp_path)))
+    clock = MonotonicClock()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    async with aiohttp.ClientSession() as session:
+        sink = WebSocketStatSink(stats_url, session, clock=clock)
+        activator = Activator(clock, sink, config=ActivatorConfig(shutdown_timeout_s=1.0))
+        await activator.start(sock=sock)
+        tasks = [asyncio.create_task(sink.run()),
+                 asyncio.create_task(KubernetesActivator(api, activator, clock=clock).run())]
+        try:
+            yield activator, sink
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            await activator.aclose()
+            await api.close()
+
+
+async def get(session, port: int, host: str) -> tuple[int, str]:
+    async with session.get(f"http://127.0.0.1:{port}/", headers={"Host": host}) as resp:
+        return resp.status, await resp.text()
+
+
+async def test_routes_by_host_and_holds_a_revision_at_zero_until_a_ready_endpoint(
+        fake, tmp_path):
+    cold = RevisionKey("default", "cold-00001")
+    ingested = []
+    cold_stat = asyncio.Event()
+
+    def ingest(key, stat, now):
+        ingested.append((key, stat))
+        if key == cold:
+            cold_stat.set()
+    stat_server = StatServer(ingest, clock=MonotonicClock())
+    stats_sock = socket.socket()
+    stats_sock.bind(("127.0.0.1", 0))
+    await stat_server.start(sock=stats_sock)
+    try:
+        async with asyncio.timeout(20), stand_in_pod("warm") as warm_port, \
+                stand_in_pod("cold") as cold_port:
+            await seed_route(fake, "hello", "hello-00001")
+            await seed_route(fake, "cold", "cold-00001")
+            await fake.put(SLICES, "endpointslices", endpoint_slice("hello-00001", warm_port))
+            url = f"ws://127.0.0.1:{stat_server.port}"
+            async with running_activator(fake, tmp_path, url) as (activator, sink), \
+                    aiohttp.ClientSession() as client:
+                await activator.wait_healthy(RevisionKey("default", "hello-00001"))
+                for host in ("hello.default.example.com", "hello.default.svc.cluster.local",
+                             "current-hello.default.example.com"):
+                    assert await get(client, activator.port, host) == (200, f"warm {host}")
+                assert (await get(client, activator.port, "nope.example.com"))[0] == 404
+
+                held = asyncio.create_task(get(client, activator.port, "cold.default.example.com"))
+                try:
+                    await cold_stat.wait()  # the cold-start poke, pushed over the websocket
+                    assert not held.done()
+                    await fake.put(SLICES, "endpointslices",
+                                   endpoint_slice("cold-00001", cold_port))
+                    assert await held == (200, "cold cold.default.example.com")
+                finally:
+                    held.cancel()
+                assert sink.connects == 1
+    finally:
+        await stat_server.close()
+        stats_sock.close()
+    poke = next(stat for key, stat in ingested if key == cold)
+    assert poke.pod_name == "activator" and poke.average_concurrent_requests >= 1
+
+
+async def test_mode_annotation_switches_the_revision_to_serve(fake, tmp_path):
+    key = RevisionKey("default", "hello-00001")
+    async with asyncio.timeout(20), stand_in_pod("warm") as port:
+        await seed_route(fake, "hello", "hello-00001")
+        await fake.put(SLICES, "endpointslices", endpoint_slice("hello-00001", port))
+        # No autoscaler listening: the sink keeps reconnecting, routing is unaffected.
+        async with running_activator(fake, tmp_path, "ws://127.0.0.1:1") as (activator, _):
+            await activator.wait_healthy(key)
+            assert activator.revision_stats(key).mode is Mode.PROXY
+            svc = copy.deepcopy(fake.find("services/v1", "default", "hello-00001-private"))
+            svc["metadata"]["annotations"] = {MODE_ANNOTATION: "Serve"}
+            await fake.modify("v1", "services", svc)
+            async with asyncio.timeout(5):
+                while activator.revision_stats(key).mode is not Mode.SERVE:
+                    await asyncio.sleep(0.02)
+            async with aiohttp.ClientSession() as client:
+                assert await get(client, activator.port, "hello.default.example.com") \
+                    == (200, "warm hello.default.example.com")
