@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import signal
 import socket
+import sys
 
 import aiohttp
 import pytest
@@ -170,3 +172,29 @@ async def test_mode_annotation_switches_the_revision_to_serve(fake, tmp_path):
             async with aiohttp.ClientSession() as client:
                 assert await get(client, activator.port, "hello.default.example.com") \
                     == (200, "warm hello.default.example.com")
+
+
+@pytest.mark.integration
+async def test_surge_activator_command_pushes_to_the_autoscaler_and_stops_on_sigterm(
+        fake, tmp_path):
+    stat_server = StatServer(lambda key, stat, now: None, clock=MonotonicClock())
+    stats_sock = socket.socket()
+    stats_sock.bind(("127.0.0.1", 0))
+    await stat_server.start(sock=stats_sock)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "serving.cli", "activator", "--kubeconfig",
+        str(fake.kubeconfig(tmp_path)), "--port", "0",
+        "--autoscaler", f"ws://127.0.0.1:{stat_server.port}", stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(30):
+            while stat_server.stats().websockets_accepted == 0:
+                await asyncio.sleep(0.05)  # the subprocess has no event to wait on
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = await proc.communicate()
+        assert proc.returncode == 0, stderr.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await stat_server.close()
+        stats_sock.close()

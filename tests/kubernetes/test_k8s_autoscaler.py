@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import signal
 import socket
+import sys
 
 import aiohttp
 import pytest
@@ -189,3 +191,21 @@ async def test_pushed_activator_stats_reach_the_multiscaler(fake, tmp_path):
                     # A stat for a revision at zero is the cold-start poke: 1 pod wanted.
                     await fake.wait_for(lambda: replicas(fake) == 1)
             assert autoscaler.stat_server.stats().stats_ingested == 1
+
+
+@pytest.mark.integration
+async def test_surge_autoscaler_command_publishes_the_mode_and_stops_on_sigterm(fake, tmp_path):
+    await seed_revision(fake, {}, replicas=0)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "serving.cli", "autoscaler", "--kubeconfig",
+        str(fake.kubeconfig(tmp_path)), "--stats-port", "0", stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(30):
+            await fake.wait_for(lambda: mode(fake) == "Proxy", timeout_s=25)
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = await proc.communicate()
+        assert proc.returncode == 0, stderr.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

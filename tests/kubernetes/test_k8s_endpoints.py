@@ -1,0 +1,105 @@
+"""The pure readings the Kubernetes autoscaler and activator take off the cluster: ready
+pods of private EndpointSlices, the published mode, and routes from Route status."""
+
+from __future__ import annotations
+
+import pytest
+
+from activator import HostRoute
+from dataplane import Mode, PodAddress, RevisionKey
+from serving.kubernetes.endpoints import MODE_ANNOTATION, host_routes, mode_annotation, \
+    mode_of, revision_of_slice, slice_pods
+
+A, B = RevisionKey("default", "hello-00001"), RevisionKey("default", "hello-00002")
+
+
+def ep(ip, **conditions):
+    return {"addresses": [ip], "conditions": conditions, "targetRef": {"name": f"pod-{ip}"}}
+
+
+SLICE_CASES = [
+    pytest.param([{"endpoints": [ep("10.0.0.1", ready=True)]}],
+                 [PodAddress("10.0.0.1", 8012, 9090)], id="no-ports-named-knative-defaults"),
+    pytest.param([{"ports": [{"name": "http", "port": 81}, {"name": "http-autometric",
+                                                             "port": 91}],
+                   "endpoints": [ep("10.0.0.1", ready=True)]}],
+                 [PodAddress("10.0.0.1", 81, 91)], id="named-ports-used"),
+    pytest.param([{"endpoints": [ep("10.0.0.1"), ep("10.0.0.2", ready=False),
+                                 ep("10.0.0.3", ready=True, terminating=True)]}],
+                 [PodAddress("10.0.0.1", 8012, 9090)], id="unset-ready-is-ready-not-ready-and-"
+                                                           "terminating-left-out"),
+    pytest.param([{"endpoints": [ep("10.0.0.2", ready=True)]},
+                  {"endpoints": [ep("10.0.0.1", ready=True), ep("10.0.0.2", ready=True)]}],
+                 [PodAddress("10.0.0.1", 8012, 9090), PodAddress("10.0.0.2", 8012, 9090)],
+                 id="several-slices-merged-sorted-deduplicated"),
+    pytest.param([{"endpoints": [{"addresses": [], "conditions": {"ready": True}}]}], [],
+                 id="no-address-no-pod"),
+]
+
+
+@pytest.mark.parametrize("slices, want", SLICE_CASES)
+def test_slice_pods(slices, want):
+    assert [p.address for p in slice_pods(slices)] == want
+
+
+@pytest.mark.parametrize("service, want", [
+    pytest.param("hello-00001-private", A, id="private-service"),
+    pytest.param("hello-00001", None, id="other-service"),
+    pytest.param("-private", None, id="bare-suffix"),
+])
+def test_revision_of_slice(service, want):
+    obj = {"metadata": {"namespace": "default",
+                        "labels": {"kubernetes.io/service-name": service}}}
+    assert revision_of_slice(obj) == want
+
+
+@pytest.mark.parametrize("annotations, want", [
+    pytest.param({MODE_ANNOTATION: "Serve"}, Mode.SERVE, id="serve"),
+    pytest.param({MODE_ANNOTATION: "Proxy"}, Mode.PROXY, id="proxy"),
+    pytest.param({}, Mode.PROXY, id="unset-is-proxy"),
+    pytest.param({MODE_ANNOTATION: "serve"}, Mode.PROXY, id="unknown-is-proxy"),
+])
+def test_mode_of(annotations, want):
+    assert mode_of({"metadata": {"annotations": annotations}}) is want
+
+
+@pytest.mark.parametrize("mode", [Mode.PROXY, Mode.SERVE])
+def test_mode_annotation_round_trips(mode):
+    assert mode_of(mode_annotation(mode)) is mode
+
+
+def route(traffic, url="http://hello.default.example.com"):
+    return {"metadata": {"name": "hello", "namespace": "default"},
+            "status": {"url": url, "traffic": traffic}}
+
+
+SPLIT = ((A, 80), (B, 20))
+IN_CLUSTER = ("hello.default.svc.cluster.local", "hello.default.svc", "hello.default")
+ROUTE_CASES = [
+    pytest.param(route([{"revisionName": "hello-00001", "percent": 80},
+                        {"revisionName": "hello-00002", "percent": 20, "tag": "candidate",
+                         "url": "http://candidate-hello.default.example.com"}]),
+                 [HostRoute(h, SPLIT, {"candidate": B})
+                  for h in ("hello.default.example.com", *IN_CLUSTER)]
+                 + [HostRoute("candidate-hello.default.example.com", ((B, 100),))],
+                 id="split-with-tag"),
+    pytest.param(route([{"revisionName": "hello-00001", "percent": 100},
+                        {"revisionName": "hello-00001", "percent": 0, "tag": "current"}]),
+                 [HostRoute(h, ((A, 100),), {"current": A})
+                  for h in ("hello.default.example.com", *IN_CLUSTER)],
+                 id="tag-without-url-no-tag-host"),
+    pytest.param(route([{"revisionName": "hello-00001", "percent": 50},
+                        {"revisionName": "hello-00001", "percent": 50}]),
+                 [HostRoute(h, ((A, 100),)) for h in ("hello.default.example.com", *IN_CLUSTER)],
+                 id="same-revision-twice-summed"),
+    pytest.param(route([]), [], id="no-traffic-yet"),
+    pytest.param(route([{"revisionName": "hello-00001", "percent": 60}]), [],
+                 id="percents-not-100-not-served"),
+    pytest.param(route([{"revisionName": "hello-00001", "percent": 100}], url=None),
+                 [HostRoute(h, ((A, 100),)) for h in IN_CLUSTER], id="no-url-in-cluster-only"),
+]
+
+
+@pytest.mark.parametrize("obj, want", ROUTE_CASES)
+def test_host_routes(obj, want):
+    assert list(host_routes(obj)) == want
