@@ -175,6 +175,7 @@ class KubernetesAutoscaler:
                                        tick_interval_s=tick_interval_s)
         self.stat_server = StatServer(self.autoscaling.multiscaler.ingest, clock=clock)
         self._watched: set[RevisionKey] = set()
+        self._plans: dict[RevisionKey, RevisionPlan] = {}
         self._synced = False
 
     async def run(self, *, host: str = "0.0.0.0", stats_port: int = DEFAULT_STATS_PORT,
@@ -269,6 +270,7 @@ class KubernetesAutoscaler:
         if rev is None or _meta(rev).get("deletionTimestamp"):
             if key in self._watched:
                 self._watched.discard(key)
+                self._plans.pop(key, None)
                 await self.autoscaling.forget(key)
             return
         plan = self._plan(rev)
@@ -276,8 +278,12 @@ class KubernetesAutoscaler:
         if plan is None or current is None:
             return  # no Deployment yet: its event brings the revision back
         if key in self._watched:
-            self.autoscaling.update(plan)
+            # Deployment status events land here too: only a new plan needs a pass.
+            if self._plans.get(key) != plan:
+                self._plans[key] = plan
+                self.autoscaling.update(plan)
             return
+        self._plans[key] = plan
         self._watched.add(key)
         slices = [s for s in self.slices.items() if revision_of_slice(s) == key]
         self.scaler.set_slices(key, slices)
