@@ -12,8 +12,8 @@ Surge's model does not keep (volumes, imagePullPolicy, ...) pass through unchang
 - Revision: named spec.template.metadata.name, else `<config>-<generation:05d>`;
   the template with config-defaults filled in once, here, as Knative's admission
   webhook does (so a later config-defaults change stamps no new revision); labels
-  configuration, configurationGeneration, configurationUID, service, serviceUID; owned
-  by the Configuration. Revisions are immutable: an existing one is never updated.
+  configuration, configurationGeneration, configurationUID, service, serviceUID, and
+  routingState `pending` (routing.py moves it on); owned by the Configuration. Revisions are immutable: an existing one is never updated.
 
 Worked example: Service hello (uid s1, generation 2, no traffic) -> Configuration hello
 (template copied) and Route hello with traffic [{configurationName: hello,
@@ -42,6 +42,7 @@ from serving.validation import FieldProblem, ValidationError
 from .names import (
     CONFIGURATION_UID_LABEL,
     GROUP,
+    ROUTING_STATE_LABEL,
     SERVICE_UID_LABEL,
     owner_reference,
     revision_name,
@@ -160,7 +161,9 @@ def make_revision(configuration: Mapping[str, Any], *,
     labels = {**(tmeta.get("labels") or {}),
               CONFIGURATION_LABEL: meta["name"],
               CONFIGURATION_GENERATION_LABEL: str(meta.get("generation") or 1),
-              CONFIGURATION_UID_LABEL: meta.get("uid", "")}
+              CONFIGURATION_UID_LABEL: meta.get("uid", ""),
+              # Not routed yet; the controller's route labeler takes it from here.
+              ROUTING_STATE_LABEL: "pending"}
     for key in (SERVICE_LABEL, SERVICE_UID_LABEL):
         if cfg_labels.get(key):
             labels[key] = cfg_labels[key]

@@ -5,12 +5,14 @@ Theory of operation. Informers cache every kind the controller reads; any event 
 keys on one WorkQueue: the object's own (kind, namespace, name), its controlling
 owner's (a Deployment's event wakes its Revision, a Revision's its Configuration),
 and, for Revisions and Configurations, every Route of the namespace (a Route's traffic
-follows their readiness). Workers take a key and reconcile it from the caches alone:
+follows their readiness), for a Route every Revision of the namespace (their
+routingState follows its traffic). Workers take a key and reconcile it from the caches alone:
 
   Service        -> desired [Configuration, Route]      ; status from both
   Configuration  -> desired [Revision of its generation] (immutable, never pruned)
                                                         ; status: latestCreated/Ready
-  Revision       -> desired [Deployment, <rev>-private] ; status from the Deployment
+  Revision       -> routingState label from the Routes' status traffic (routing.py),
+                    desired [Deployment, <rev>-private] ; status from the Deployment
   Route          -> status (traffic, URLs) first, then desired ExternalName Services
                     for its host and tag hosts
 
@@ -64,6 +66,7 @@ from .deployment import DeploymentConfig, make_deployment, parse_deployment_conf
 from .informer import Informer, WorkQueue, backoff_s
 from .names import private_service_name
 from .reconcile import Create, Delete, Plan, Update, UpdateStatus, plan, plan_status
+from .routing import with_routing_state
 from .services import make_private_service, make_route_services
 from .status import configuration_status, failed_status, problems_message, revision_status, \
     route_status, service_status
@@ -151,10 +154,17 @@ class Controller:
         for ref in meta.get("ownerReferences") or ():
             if ref.get("controller") and ref.get("kind") in _RECONCILED:
                 self.queue.add((ref["kind"], ns, ref.get("name", "")))
-        if obj.get("kind") in ("Revision", "Configuration"):
+        kind = obj.get("kind") if obj.get("apiVersion", "").startswith("serving.knative.dev/") \
+            else None
+        if kind in ("Revision", "Configuration"):
             for route in self._cache(ROUTE).items():
                 if _meta(route).get("namespace") == ns:
                     self.queue.add(("Route", ns, _meta(route)["name"]))
+        if kind == "Route":
+            # A Route's traffic decides its revisions' routingState (routing.py).
+            for rev in self._cache(REVISION).items():
+                if _meta(rev).get("namespace") == ns:
+                    self.queue.add(("Revision", ns, _meta(rev)["name"]))
         route = (meta.get("labels") or {}).get(ROUTE_LABEL)
         if obj.get("kind") == "Service" and obj.get("apiVersion") == "v1" and route:
             self.queue.add(("Route", ns, route))
@@ -314,6 +324,11 @@ class Controller:
     async def _revision(self, rev: dict[str, Any]) -> None:
         meta, now = _meta(rev), rfc3339_now()
         ns, name = meta["namespace"], meta["name"]
+        relabelled = with_routing_state(rev, self._cache(ROUTE).items(), now)
+        if relabelled is not None:
+            # Metadata only (the spec is immutable); the status below goes on the result.
+            rev = await self._api.replace(relabelled)
+            meta = _meta(rev)
         try:
             model = revision_model(rev)
         except ValidationError as exc:

@@ -48,7 +48,9 @@ from .names import (
     REVISION_LABEL,
     REVISION_UID_LABEL,
     ROUTE_LABEL,
+    ROUTES_ANNOTATION,
     ROUTING_STATE_LABEL,
+    ROUTING_STATE_MODIFIED_ANNOTATION,
     deployment_name,
     owner_reference,
 )
@@ -73,6 +75,9 @@ DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 PROGRESS_DEADLINE_ANNOTATION = f"{GROUP}/progress-deadline"
 _AUTOSCALING_PREFIX = "autoscaling.knative.dev"
 _EXCLUDED_LABELS = frozenset({ROUTE_LABEL, ROUTING_STATE_LABEL})
+# The route labeler's bookkeeping changes with traffic; on the pod template it would
+# roll the revision's pods each time (Knative excludes them too).
+_EXCLUDED_ANNOTATIONS = frozenset({ROUTES_ANNOTATION, ROUTING_STATE_MODIFIED_ANNOTATION})
 _LOCALHOST = "127.0.0.1"
 
 
@@ -166,7 +171,8 @@ def revision_labels(revision: Revision, uid: str) -> dict[str, str]:
 
 def _annotations(revision: Revision) -> dict[str, str]:
     # Autoscaling annotations are the autoscaler's business, not the pods'.
-    return {k: v for k, v in revision.annotations.items() if not k.startswith(_AUTOSCALING_PREFIX)}
+    return {k: v for k, v in revision.annotations.items()
+            if not k.startswith(_AUTOSCALING_PREFIX) and k not in _EXCLUDED_ANNOTATIONS}
 
 
 def _progress_deadline(revision: Revision, config: DeploymentConfig) -> int:

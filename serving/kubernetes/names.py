@@ -39,6 +39,8 @@ REVISION_UID_LABEL = f"{GROUP}/revisionUID"
 CONFIGURATION_UID_LABEL = f"{GROUP}/configurationUID"
 SERVICE_UID_LABEL = f"{GROUP}/serviceUID"
 ROUTING_STATE_LABEL = f"{GROUP}/routingState"
+ROUTES_ANNOTATION = f"{GROUP}/routes"
+ROUTING_STATE_MODIFIED_ANNOTATION = f"{GROUP}/routingStateModified"
 SERVICE_TYPE_LABEL = "networking.internal.knative.dev/serviceType"
 APP_LABEL = "app"
 

@@ -2,7 +2,8 @@
 revision's private EndpointSlices are scraped (stand-in queue-proxy stats servers) and
 the Deployment's scale subresource is patched to the KPA's count; the mode is published
 on the private Service; a bad config-autoscaler gets a Warning Event and the old one stays;
-pushed activator stats reach the Multiscaler through the stat server."""
+pushed activator stats reach the Multiscaler through the stat server; a revision the
+controller marks reserve once its Route moves on goes to zero despite its min-scale."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 from k8s_fake_api import FakeApiServer
-from k8s_world import children_of
+from k8s_world import children_of, seed
 
 from dataplane import MonotonicClock, RevisionKey, Stat, encode_wire_stats
 from dataplane.stat import PROTOBUF_CONTENT_TYPE
 from serving.kubernetes import make_private_service
 from serving.kubernetes.autoscaler_main import KubernetesAutoscaler
 from serving.kubernetes.client import load_api
+from serving.kubernetes.controller import Controller
 from serving.kubernetes.endpoints import MODE_ANNOTATION
 
 KSVC = "serving.knative.dev/v1"
@@ -95,6 +97,31 @@ async def running_autoscaler(fake, tmp_path):
                 await task
             await api.close()
             sock.close()
+
+
+@contextlib.asynccontextmanager
+async def running_controller(fake, tmp_path):
+    api = await load_api(str(fake.kubeconfig(tmp_path)))
+    task = asyncio.create_task(Controller(api, clock=MonotonicClock(), workers=2).run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await api.close()
+
+
+async def deployment_ready(fake, name: str) -> None:
+    """Play the kubelet: the Deployment reports its one replica ready."""
+    dep = copy.deepcopy(await fake.wait_for(lambda: fake.find("deployments", "default", name)))
+    dep["status"] = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}
+    await fake.modify("apps/v1", "deployments", dep)
+
+
+def routing_state(fake, revision: str) -> str | None:
+    rev = fake.find("revisions", "default", revision) or {}
+    return (rev.get("metadata", {}).get("labels") or {}).get("serving.knative.dev/routingState")
 
 
 async def eventually(predicate, timeout_s: float = 10.0) -> None:
@@ -209,3 +236,38 @@ async def test_surge_autoscaler_command_publishes_the_mode_and_stops_on_sigterm(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.integration
+async def test_revision_that_lost_its_traffic_goes_to_zero_despite_min_scale(fake, tmp_path):
+    # The controller labels hello-00001 reserve once the Route moves to hello-00002;
+    # the autoscaler then ignores its min-scale 1 and scales it to zero (reference 1.4).
+    # The PA must be Active for a whole stable window before it may go to zero: the
+    # shortest window Knative accepts (6s) bounds this test's length.
+    service = seed("basic/service.yaml")
+    service["spec"]["template"].setdefault("metadata", {})["annotations"] = {
+        "autoscaling.knative.dev/min-scale": "1"}
+    await fake.put("v1", "configmaps", {
+        "metadata": {"name": "config-autoscaler", "namespace": "knative-serving"},
+        "data": {"scale-to-zero-grace-period": "100ms", "stable-window": "6s"}})
+    v2 = "helloworld-python-00002"
+    async with asyncio.timeout(30):
+        async with stats_pod(0.0) as port, running_controller(fake, tmp_path), \
+                running_autoscaler(fake, tmp_path) as autoscaler:
+            await fake.put(KSVC, "services", service)
+            await fake.put("discovery.k8s.io/v1", "endpointslices", endpoint_slice("a", port))
+            await deployment_ready(fake, f"{REV}-deployment")
+            await fake.wait_for(lambda: routing_state(fake, REV) == "active")
+            # Idle but active: min-scale holds it at one pod through the KPA's decisions.
+            await eventually(lambda: autoscaler.autoscaling.multiscaler.decision(KEY))
+            assert replicas(fake) == 1
+            svc = copy.deepcopy(fake.find("services", "default", "helloworld-python"))
+            svc["spec"]["template"]["spec"]["containers"][0].setdefault("env", []).append(
+                {"name": "TARGET", "value": "v2"})
+            svc["metadata"]["generation"] += 1
+            await fake.modify(KSVC, "services", svc)
+            await deployment_ready(fake, f"{v2}-deployment")
+            await fake.wait_for(lambda: routing_state(fake, REV) == "reserve"
+                                and routing_state(fake, v2) == "active")
+            await fake.wait_for(lambda: replicas(fake) == 0, timeout_s=20)
+    assert fake.find("deployments", "default", f"{v2}-deployment")["spec"]["replicas"] == 1

@@ -66,7 +66,8 @@ def test_revision_named_labelled_and_defaulted(path, generation, name):
                               "serving.knative.dev/configurationGeneration": str(generation),
                               "serving.knative.dev/configurationUID": "cfg-uid",
                               "serving.knative.dev/service": service,
-                              "serving.knative.dev/serviceUID": "svc-uid"}
+                              "serving.knative.dev/serviceUID": "svc-uid",
+                              "serving.knative.dev/routingState": "pending"}
     assert meta["ownerReferences"][0]["kind"] == "Configuration"
     spec = revision["spec"]
     assert (spec["timeoutSeconds"], spec["containerConcurrency"]) == (300, 0)
