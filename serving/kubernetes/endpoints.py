@@ -17,13 +17,17 @@ Both daemons watch the same objects and need the same readings of them:
 - the activator's routes: a Route's status (never its spec: status traffic is what the
   controller resolved and found ready). Its URL's host, `<route>.<ns>.svc.cluster.local`
   and the shorter in-cluster forms get the percent split (per revision, summed) and the
-  tag map; each tag's URL host sends everything to that tag's revision.
+  tag map; each tag's host sends everything to that tag's revision: its URL's host and
+  the in-cluster `<tag>-<route>.<ns>.svc.cluster.local`, `.svc` and `<tag>-<route>.<ns>`
+  (Knative's tag template, the placeholder Service the controller makes for it).
 
 Worked example: Route hello in default, status url http://hello.default.example.com,
 traffic [{hello-00001, 80}, {hello-00002, 20, tag candidate, url
 http://candidate-hello.default.example.com}] -> hosts hello.default.example.com,
 hello.default.svc.cluster.local, hello.default.svc, hello.default split 80/20 with
-tag candidate -> hello-00002, and candidate-hello.default.example.com -> hello-00002.
+tag candidate -> hello-00002, and candidate-hello.default.example.com,
+candidate-hello.default.svc.cluster.local, candidate-hello.default.svc and
+candidate-hello.default -> hello-00002.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from activator import HostRoute
 from dataplane import Mode, PodAddress, RevisionKey
 
 from .deployment import QUEUE_SERVING_PORT, QUEUE_STATS_PORT
+from .names import tag_service_name
 
 __all__ = [
     "MODE_ANNOTATION",
@@ -119,6 +124,11 @@ def _host(url: str | None) -> str:
     return (urlsplit(url).hostname or "") if url else ""
 
 
+def _in_cluster(service: str, ns: str) -> tuple[str, ...]:
+    # What cluster DNS answers for a Service, longest first (search paths give the rest).
+    return f"{service}.{ns}.svc.cluster.local", f"{service}.{ns}.svc", f"{service}.{ns}"
+
+
 def host_routes(route: Mapping[str, Any]) -> tuple[HostRoute, ...]:
     """The activator's HostRoutes for one Route, from its status (none until it has traffic)."""
     meta, status = _meta(route), route.get("status") or {}
@@ -134,14 +144,13 @@ def host_routes(route: Mapping[str, Any]) -> tuple[HostRoute, ...]:
         percents[key] = percents.get(key, 0) + int(t.get("percent") or 0)
         if t.get("tag"):
             tags[t["tag"]] = key
-            if host := _host(t.get("url")):
-                tag_hosts[host] = key
+            for host in filter(None, (_host(t.get("url")),
+                                      *_in_cluster(tag_service_name(name, t["tag"]), ns))):
+                tag_hosts.setdefault(host, key)
     splits = tuple((k, p) for k, p in sorted(percents.items()) if p)
     if sum(p for _, p in splits) != 100:
         return ()  # not routable yet (or a status mid-write): serve nothing rather than guess
-    hosts = [h for h in (_host(status.get("url")),
-                         f"{name}.{ns}.svc.cluster.local", f"{name}.{ns}.svc", f"{name}.{ns}")
-             if h]
+    hosts = [h for h in (_host(status.get("url")), *_in_cluster(name, ns)) if h]
     out = [HostRoute(h, splits, tags) for h in dict.fromkeys(hosts)]
     # A tag host sends everything to its revision; no tag header applies there.
     out += [HostRoute(h, ((k, 100),)) for h, k in sorted(tag_hosts.items())]

@@ -133,7 +133,9 @@ async def test_routes_by_host_and_holds_a_revision_at_zero_until_a_ready_endpoin
                     aiohttp.ClientSession() as client:
                 await activator.wait_healthy(RevisionKey("default", "hello-00001"))
                 for host in ("hello.default.example.com", "hello.default.svc.cluster.local",
-                             "current-hello.default.example.com"):
+                             "current-hello.default.example.com",
+                             "current-hello.default.svc.cluster.local",
+                             "current-hello.default.svc", "current-hello.default"):
                     assert await get(client, activator.port, host) == (200, f"warm {host}")
                 assert (await get(client, activator.port, "nope.example.com"))[0] == 404
 

@@ -7,6 +7,7 @@ import pytest
 
 from activator import HostRoute
 from dataplane import Mode, PodAddress, RevisionKey
+from serving.kubernetes import tag_service_name
 from serving.kubernetes.endpoints import MODE_ANNOTATION, host_routes, mode_annotation, \
     mode_of, revision_of_slice, slice_pods
 
@@ -75,19 +76,44 @@ def route(traffic, url="http://hello.default.example.com"):
 
 SPLIT = ((A, 80), (B, 20))
 IN_CLUSTER = ("hello.default.svc.cluster.local", "hello.default.svc", "hello.default")
+
+
+def tag_hosts(tag):
+    return (f"{tag}-hello.default.svc.cluster.local", f"{tag}-hello.default.svc",
+            f"{tag}-hello.default")
+
+
 ROUTE_CASES = [
     pytest.param(route([{"revisionName": "hello-00001", "percent": 80},
                         {"revisionName": "hello-00002", "percent": 20, "tag": "candidate",
                          "url": "http://candidate-hello.default.example.com"}]),
                  [HostRoute(h, SPLIT, {"candidate": B})
                   for h in ("hello.default.example.com", *IN_CLUSTER)]
-                 + [HostRoute("candidate-hello.default.example.com", ((B, 100),))],
+                 + [HostRoute(h, ((B, 100),)) for h in sorted(
+                     ("candidate-hello.default.example.com", *tag_hosts("candidate")))],
                  id="split-with-tag"),
     pytest.param(route([{"revisionName": "hello-00001", "percent": 100},
                         {"revisionName": "hello-00001", "percent": 0, "tag": "current"}]),
                  [HostRoute(h, ((A, 100),), {"current": A})
-                  for h in ("hello.default.example.com", *IN_CLUSTER)],
-                 id="tag-without-url-no-tag-host"),
+                  for h in ("hello.default.example.com", *IN_CLUSTER)]
+                 + [HostRoute(h, ((A, 100),)) for h in sorted(tag_hosts("current"))],
+                 id="tag-without-url-in-cluster-tag-hosts"),
+    pytest.param(route([{"revisionName": "hello-00001", "percent": 100, "tag": "a",
+                         "url": "http://a-hello.default.svc.cluster.local"},
+                        {"revisionName": "hello-00002", "percent": 0, "tag": "b"}],
+                       url="http://hello.default.svc.cluster.local"),
+                 [HostRoute(h, ((A, 100),), {"a": A, "b": B}) for h in IN_CLUSTER]
+                 + [HostRoute(h, ((A, 100),)) for h in sorted(tag_hosts("a"))]
+                 + [HostRoute(h, ((B, 100),)) for h in sorted(tag_hosts("b"))],
+                 id="cluster-local-route-url-and-tag-url-not-doubled"),
+    pytest.param({**route([{"revisionName": "hello-00001", "percent": 100, "tag": "t" * 40}]),
+                  "metadata": {"name": "r" * 40, "namespace": "default"}},
+                 [HostRoute(h, ((A, 100),), {"t" * 40: A})
+                  for h in ("hello.default.example.com", f"{'r' * 40}.default.svc.cluster.local",
+                            f"{'r' * 40}.default.svc", f"{'r' * 40}.default")]
+                 + [HostRoute(f"{tag_service_name('r' * 40, 't' * 40)}.default{s}", ((A, 100),))
+                    for s in sorted((".svc.cluster.local", ".svc", ""))],
+                 id="long-tag-host-shortened-as-its-service-name"),
     pytest.param(route([{"revisionName": "hello-00001", "percent": 50},
                         {"revisionName": "hello-00001", "percent": 50}]),
                  [HostRoute(h, ((A, 100),)) for h in ("hello.default.example.com", *IN_CLUSTER)],
