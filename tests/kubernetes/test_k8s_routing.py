@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 
 import pytest
+from k8s_world import children_of
 
+from serving.kubernetes import make_deployment, revision_model
 from serving.kubernetes.routing import (
     ROUTES_ANNOTATION,
     ROUTING_STATE_MODIFIED_ANNOTATION,
@@ -103,3 +105,16 @@ def test_with_routing_state_relabels(rev, routes, expected):
 ])
 def test_with_routing_state_is_none_when_right(rev, routes):
     assert with_routing_state(rev, routes, NOW) is None
+
+
+@pytest.mark.parametrize("routes", [
+    pytest.param([route("helloworld-python", ("helloworld-python-00001", 100, ""))], id="active"),
+    pytest.param([], id="reserve"),
+])
+def test_routing_bookkeeping_never_changes_the_deployment(routes):
+    # A changed pod template would roll the revision's pods on every traffic change.
+    _, _, _, rev = children_of("basic/service.yaml")
+    rev["metadata"]["labels"][STATE] = "active"  # reserve once no route names it
+    relabelled = with_routing_state(rev, routes, NOW) or rev
+    assert make_deployment(revision_model(relabelled), "rev-uid") \
+        == make_deployment(revision_model(rev), "rev-uid")
