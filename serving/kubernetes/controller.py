@@ -3,7 +3,8 @@ Deployments and Services, with statuses, as Knative's reconcilers.
 
 Theory of operation. Informers cache every kind the controller reads; any event puts
 keys on one WorkQueue: the object's own (kind, namespace, name), its controlling
-owner's (a Deployment's event wakes its Revision, a Revision's its Configuration),
+owner's (a Deployment's event wakes its Revision, a Revision's its Configuration; a
+pod's, through its serving.knative.dev/revision label, its Revision),
 and, for Revisions and Configurations, every Route of the namespace (a Route's traffic
 follows their readiness), for a Route every Revision of the namespace (their
 routingState follows its traffic). Workers take a key and reconcile it from the caches alone:
@@ -13,6 +14,7 @@ routingState follows its traffic). Workers take a key and reconcile it from the 
                                                         ; status: latestCreated/Ready
   Revision       -> routingState label from the Routes' status traffic (routing.py),
                     desired [Deployment, <rev>-private] ; status from the Deployment
+                    and its pods (image pull errors, crash loops, unschedulable)
   Route          -> status (traffic, URLs) first, then desired ExternalName Services
                     for its host and tag hosts
 
@@ -60,11 +62,11 @@ from serving.validation import FieldProblem, ValidationError, validate_configura
 
 from .children import latest_revision_name, make_configuration, make_revision, make_route, \
     revision_model, revision_problem
-from .client import CONFIGMAP, CONFIGURATION, DEPLOYMENT, KINDS, KSERVICE, REVISION, \
+from .client import CONFIGMAP, CONFIGURATION, DEPLOYMENT, KINDS, KSERVICE, POD, REVISION, \
     ROUTE, SERVICE, Api, ApiError, Kind, load_api
 from .deployment import DeploymentConfig, make_deployment, parse_deployment_config
 from .informer import Informer, WorkQueue, backoff_s
-from .names import private_service_name
+from .names import REVISION_LABEL, private_service_name
 from .reconcile import Create, Delete, Plan, Update, UpdateStatus, plan, plan_status
 from .routing import with_routing_state
 from .services import make_private_service, make_route_services
@@ -125,6 +127,10 @@ class Controller:
             f"{k.api_version}/{k.kind}": Informer(
                 KindSource(api, k, namespace), self._on_event, clock=clock,
                 resync_s=resync_s, name=k.kind) for k in _WATCHED}
+        # Only revisions' pods (they carry the revision label), to say why one is not ready.
+        self.informers["pods"] = Informer(
+            KindSource(api, POD, namespace, label_selector=REVISION_LABEL), self._on_pod,
+            clock=clock, resync_s=resync_s, name="Pod")
         self.informers["configmaps"] = Informer(
             KindSource(api, CONFIGMAP, system_namespace), self._on_configmap, clock=clock,
             resync_s=resync_s, name="ConfigMap")
@@ -168,6 +174,12 @@ class Controller:
         route = (meta.get("labels") or {}).get(ROUTE_LABEL)
         if obj.get("kind") == "Service" and obj.get("apiVersion") == "v1" and route:
             self.queue.add(("Route", ns, route))
+
+    def _on_pod(self, type_: str, obj: dict[str, Any]) -> None:
+        # A pod's owner is a ReplicaSet; its revision label names the Revision to wake.
+        meta = _meta(obj)
+        if revision := (meta.get("labels") or {}).get(REVISION_LABEL):
+            self.queue.add(("Revision", meta.get("namespace", ""), revision))
 
     def _on_configmap(self, type_: str, obj: dict[str, Any]) -> None:
         name = _meta(obj).get("name")
@@ -342,8 +354,11 @@ class Controller:
         observed_svc = self._cache(SERVICE).get(ns, private_service_name(name))
         result = plan([deployment, make_private_service(rev)],
                       [o for o in (observed_dep, observed_svc) if o], owner_uid=meta["uid"])
-        status = revision_status(rev, observed_dep, now=now, initial_scale=resolve_initial_scale(
-            self.autoscaler_config, model.annotations))
+        pods = [p for p in self.informers["pods"].items() if _meta(p).get("namespace") == ns
+                and (_meta(p).get("labels") or {}).get(REVISION_LABEL) == name]
+        status = revision_status(rev, observed_dep, now=now, pods=pods,
+                                 initial_scale=resolve_initial_scale(self.autoscaler_config,
+                                                                     model.annotations))
         await self._finish(rev, result, status, now)
 
     async def _route(self, route: dict[str, Any]) -> None:

@@ -168,3 +168,51 @@ async def test_surge_controller_command_reconciles_and_stops_on_sigterm(fake, tm
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def pod(revision: str, container_status: dict) -> dict:
+    """A revision's pod as the kubelet reports it (one user container)."""
+    return {"metadata": {"name": f"{revision}-deployment-abc12", "namespace": "default",
+                         "labels": {"serving.knative.dev/revision": revision}},
+            "status": {"phase": "Pending", "containerStatuses": [
+                {"name": "user-container", "ready": False, **container_status}]}}
+
+
+POD_CASES = [
+    pytest.param({"state": {"waiting": {"reason": "ImagePullBackOff",
+                                        "message": "Back-off pulling image \"nope\""}}},
+                 ("ResourcesAvailable", "ImagePullBackOff", "Back-off pulling image \"nope\""),
+                 id="image-pull-back-off"),
+    pytest.param({"state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                  "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                                               "message": "boom"}}},
+                 ("ContainerHealthy", "ExitCode1", "Container failed with: boom"),
+                 id="crash-loop"),
+]
+
+
+@pytest.mark.parametrize(("container_status", "want"), POD_CASES)
+async def test_pod_problems_make_the_revision_not_ready_with_knatives_reason(
+        fake, tmp_path, container_status, want):
+    rev_name = "helloworld-python-00001"
+    async with asyncio.timeout(30):
+        async with running_controller(fake, tmp_path):
+            await fake.put(KSVC, "services", seed("basic/service.yaml"))
+            dep = copy.deepcopy(await fake.wait_for(lambda: fake.find(
+                "deployments", "default", f"{rev_name}-deployment")))
+            dep["status"] = {"replicas": 1, "unavailableReplicas": 1}
+            await fake.modify("apps/v1", "deployments", dep)
+            await fake.put("v1", "pods", pod(rev_name, container_status))
+            rev = await fake.wait_for(lambda: ready(r := fake.find(
+                "revisions", "default", rev_name)) == "False" and r)
+            svc = await fake.wait_for(lambda: ready(s := fake.find(
+                "services", "default", "helloworld-python"), "ConfigurationsReady")
+                == "False" and s)
+    conds = {c["type"]: c for c in rev["status"]["conditions"]}
+    type_, reason, message = want
+    assert (conds[type_]["status"], conds[type_]["reason"], conds[type_]["message"]) \
+        == ("False", reason, message)
+    assert (conds["Ready"]["reason"], conds["Ready"]["message"]) == (reason, message)
+    # The Service says so too, through its Configuration.
+    svc_cfg = next(c for c in svc["status"]["conditions"] if c["type"] == "ConfigurationsReady")
+    assert message in svc_cfg["message"], svc_cfg
