@@ -12,8 +12,8 @@ published on 127.0.0.1 at host ports the stack picks, so the stack reaches a pod
 same way whether it runs on the host or in a container on the host's network (as
 docker-compose.yml runs it); inside a pod the ports are Knative's fixed numbers.
 
-Nothing here talks to the engine; `docker.py` is the shell that does (and the only
-writer of the mutable `PodState`/`RevisionState` records).
+Nothing here talks to the engine; `docker.py` is the shell that does (and, with the
+shared lifecycle of supervisor.py, the only writer of the mutable `PodState` records).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from typing import Any
 
 from dataplane.types import PodAddress, RevisionKey
 
-from .base import PodInfo, PodPhase, PodTemplate
+from .base import PodTemplate
 from .pod import PodPorts, expand_vars, queue_proxy_environment
+from .records import PodRecord, RevisionState
 
 __all__ = [
     "LABEL_PREFIX",
@@ -168,46 +169,23 @@ def app_container_spec(template: PodTemplate, key: RevisionKey, sidecar_id: str,
     return spec
 
 
-class PodState:
-    """One pod's mutable state; only its supervisor task and `scale` change it."""
+class PodState(PodRecord):
+    """One Docker pod's mutable state: its host ports, containers and log followers."""
 
     def __init__(self, name: str, key: RevisionKey, logs: Path) -> None:
-        self.name, self.key = name, key
-        self.phase, self.ready = PodPhase.PENDING, False
+        super().__init__(name, key, logs)
         self.ports: HostPorts | None = None
         self.app_id: str | None = None
         self.qp_id: str | None = None
         self.app_pid: int | None = None
         self.qp_pid: int | None = None
-        self.started_at: float | None = None
-        self.ready_since: float | None = None
-        self.restarts = self.crashes_in_a_row = 0
-        self.last_exit: str | None = None
-        self.restart_at: float | None = None
-        self.backoff_s: float | None = None
-        self.stop_requested = asyncio.Event()
-        self.log_path = str(logs / f"{name}.log")
-        self.qp_log_path = str(logs / f"{name}.queue-proxy.log")
         self.log_tasks: list[asyncio.Task[None]] = []
 
-    def info(self) -> PodInfo:
-        """A frozen snapshot (host ports 0 until the first start picks them)."""
+    def endpoint(self) -> tuple[PodAddress, int, int, int]:
+        """The sidecar's published address (host ports 0 until the first start picks them)."""
         p = self.ports or HostPorts(0, 0, 0)
-        return PodInfo(
-            name=self.name, revision=self.key, phase=self.phase, ready=self.ready,
-            address=PodAddress("127.0.0.1", p.serving, p.stats), admin_port=POD_PORTS.admin,
-            metrics_port=p.metrics, user_port=POD_PORTS.user, app_pid=self.app_pid,
-            queue_proxy_pid=self.qp_pid, started_at=self.started_at, restarts=self.restarts,
-            last_exit=self.last_exit, log_path=self.log_path,
-            queue_proxy_log_path=self.qp_log_path, ready_since=self.ready_since,
-            restart_at=self.restart_at, backoff_s=self.backoff_s,
-        )
+        return PodAddress("127.0.0.1", p.serving, p.stats), POD_PORTS.admin, p.metrics, POD_PORTS.user
 
-
-class RevisionState:
-    """One revision: its template, its pods and their supervisor tasks."""
-
-    def __init__(self, key: RevisionKey, template: PodTemplate) -> None:
-        self.key, self.template = key, template
-        self.pods: dict[str, _Pod] = {}
-        self.tasks: dict[str, asyncio.Task[None]] = {}
+    def pids(self) -> tuple[int | None, int | None]:
+        """The containers' main pids as the engine last reported them."""
+        return self.app_pid, self.qp_pid
