@@ -1,15 +1,22 @@
 """Surge on Kubernetes, the pure half: names, object builders, status and reconcile plans.
 
-Nothing here talks to a cluster. Modules: `names` (Knative's kmeta.ChildName, child
-names, label keys, owner references), `children` (a Service's Configuration and Route,
-a Configuration's Revision), `deployment` (a Revision's Deployment with the queue-proxy
-sidecar; config-deployment), `services` (the per-revision private Service and the
-per-route placeholder Services), `status` (Knative's conditions from the objects
-listed), `reconcile` (the creates, updates and deletes that make the cluster match).
+Nothing exported here talks to a cluster. Modules:
+- `names`: Knative's kmeta.ChildName, child names, label and annotation keys, owner
+  references;
+- `children`: a Service's Configuration and Route, a Configuration's Revision;
+- `deployment`: a Revision's Deployment with the queue-proxy sidecar; config-deployment;
+- `services`: the per-revision private Service and the per-route placeholder Services;
+- `status`: Knative's conditions from the objects listed (pods give failure reasons);
+- `reconcile`: the creates, updates and deletes that make the cluster match;
+- `routing`: a Revision's routingState (pending, active, reserve) from the Routes;
+- `endpoints`: what the autoscaler and activator read off the cluster (EndpointSlice
+  pods, the mode annotation, a Route's activator host routes).
 
 The I/O half is imported by its module path only, so importing this package never
 loads kubernetes_asyncio: `client` (Api, Kind, load_api), `informer` (Informer,
-WorkQueue, backoff_s), `controller` (Controller, run_controller).
+WorkQueue, backoff_s), `controller` (Controller, run_controller, `surge controller`),
+`autoscaler_main` (KubernetesAutoscaler, run_autoscaler, `surge autoscaler`) and
+`activator_main` (KubernetesActivator, run_activator, `surge activator`).
 """
 
 from .children import (
@@ -31,7 +38,20 @@ from .deployment import (
     revision_labels,
     user_probe,
 )
+from .endpoints import (
+    MODE_ANNOTATION,
+    SERVICE_NAME_LABEL,
+    SlicePod,
+    host_routes,
+    mode_annotation,
+    mode_of,
+    revision_of_slice,
+    slice_pods,
+)
 from .names import (
+    ROUTES_ANNOTATION,
+    ROUTING_STATE_LABEL,
+    ROUTING_STATE_MODIFIED_ANNOTATION,
     child_name,
     deployment_name,
     owner_reference,
@@ -55,6 +75,8 @@ from .reconcile import (
     plan,
     plan_status,
 )
+from .routing import ACTIVE, PENDING, RESERVE, routed_revisions, routing_state, \
+    with_routing_state
 from .services import activator_host, make_private_service, make_route_services
 from .status import (
     condition,
@@ -69,13 +91,22 @@ from .status import (
 )
 
 __all__ = [
+    "ACTIVE",
+    "MODE_ANNOTATION",
+    "PENDING",
     "QUEUE_CONTAINER_NAME",
+    "RESERVE",
+    "ROUTES_ANNOTATION",
+    "ROUTING_STATE_LABEL",
+    "ROUTING_STATE_MODIFIED_ANNOTATION",
+    "SERVICE_NAME_LABEL",
     "Action",
     "Conflict",
     "Create",
     "Delete",
     "DeploymentConfig",
     "Plan",
+    "SlicePod",
     "Update",
     "UpdateStatus",
     "activator_host",
@@ -86,6 +117,7 @@ __all__ = [
     "defaulted_spec",
     "deployment_name",
     "failed_status",
+    "host_routes",
     "is_derivative",
     "is_ready",
     "latest_revision_name",
@@ -95,6 +127,8 @@ __all__ = [
     "make_revision",
     "make_route",
     "make_route_services",
+    "mode_annotation",
+    "mode_of",
     "object_key",
     "overlay",
     "owner_reference",
@@ -109,11 +143,16 @@ __all__ = [
     "revision_labels",
     "revision_model",
     "revision_name",
+    "revision_of_slice",
     "revision_problem",
     "revision_status",
     "route_status",
+    "routed_revisions",
+    "routing_state",
     "service_status",
     "service_traffic",
+    "slice_pods",
     "tag_service_name",
     "user_probe",
+    "with_routing_state",
 ]

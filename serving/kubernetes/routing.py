@@ -37,8 +37,7 @@ from .names import ROUTES_ANNOTATION, ROUTING_STATE_LABEL, ROUTING_STATE_MODIFIE
 
 PENDING, ACTIVE, RESERVE = "pending", "active", "reserve"
 
-__all__ = ["ACTIVE", "PENDING", "RESERVE", "ROUTES_ANNOTATION",
-           "ROUTING_STATE_MODIFIED_ANNOTATION", "routed_revisions", "routing_state",
+__all__ = ["ACTIVE", "PENDING", "RESERVE", "routed_revisions", "routing_state",
            "with_routing_state"]
 
 
