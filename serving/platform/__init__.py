@@ -1,4 +1,4 @@
-"""Platforms run revisions' pods: local processes today (Docker and Kubernetes later)."""
+"""Platforms run revisions' pods: local process groups (`local`) and Docker container pairs (`docker`)."""
 
 from .base import (
     ImageOnlyError,
