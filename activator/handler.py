@@ -154,12 +154,7 @@ class ActivatorHandler:
     # -- begin ---------------------------------------------------------------------------
     def begin(self, head: RequestHead) -> Forward | LocalResponse | Awaitable[Forward]:
         """Decide one request: answer it here, forward it now, or park it for a pod."""
-        values = list(_NO_VALUES)
-        slot_of = self._slot_of
-        for name, value in head.headers:
-            slot = slot_of(name)
-            if slot is not None and values[slot] is None:
-                values[slot] = value
+        values = head.pick(self._slot_of, _NO_VALUES)
         ua = values[_UA]
         if values[_KUBELET] or (ua is not None and ua.startswith(_KUBE_PROBE_UA)):
             return _DRAINING if self.draining else _HEALTHY

@@ -181,12 +181,7 @@ class QueueProxyHandler:
     # -- begin -----------------------------------------------------------------------------
     def begin(self, head: RequestHead) -> Forward | WireResponse | Awaitable[Forward | WireResponse]:
         """Decide one request: answer a probe, refuse it, forward it, or wait for a slot."""
-        values = list(_NO_VALUES)
-        slot_of = self._slot_of
-        for name, value in head.headers:
-            slot = slot_of(name)
-            if slot is not None and values[slot] is None:
-                values[slot] = value
+        values = head.pick(self._slot_of, _NO_VALUES)
         ua, kubelet, net_probe = values[_UA], values[_KUBELET], values[_NET_PROBE]
         # Most requests carry no probe header and an ordinary User-Agent: that is
         # ProbeKind.NONE by probe.py's table, decided here on bytes without decoding.

@@ -100,6 +100,21 @@ class RequestHead:
         """The first value of header `name` (lower-case bytes), or None."""
         return _get_header(self.headers, name)
 
+    def pick(self, slot_of: Callable[[bytes], int | None], empty: tuple[None, ...]) -> list:
+        """The first value of each wanted header in one pass over the head.
+
+        `slot_of` maps a lower-case header name to its index in the result (a dict's
+        `get`, bound once by the caller); `empty` is a tuple of None of the result's
+        length. A handler reads all the headers it decides on this way instead of one
+        scan per `get`.
+        """
+        values = list(empty)
+        for name, value in self.headers:
+            slot = slot_of(name)
+            if slot is not None and values[slot] is None:
+                values[slot] = value
+        return values
+
     def set(self, name: bytes, value: bytes) -> None:
         """Replace every `name` header with one `name: value`."""
         self.remove(name)

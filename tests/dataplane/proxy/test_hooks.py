@@ -280,3 +280,21 @@ async def test_shutdown_deadline_cuts_what_is_left(closing):
             await handler.wait_finished(1)
     assert raw.startswith(b"HTTP/1.1 503 ") and raw.endswith(b"shutting down\n")
     assert handler.finished[0][1].error is ErrorKind.SHUTDOWN
+
+
+_PICK_SLOTS = {b"user-agent": 0, b"k-network-probe": 1}.get
+
+
+@pytest.mark.parametrize(("headers", "want"), [
+    pytest.param([], [None, None], id="none-present"),
+    pytest.param([(b"user-agent", b"a"), (b"host", b"x")], [b"a", None], id="one-present"),
+    pytest.param([(b"user-agent", b"a"), (b"user-agent", b"b"), (b"k-network-probe", b"queue")],
+                 [b"a", b"queue"], id="first-value-wins"),
+])
+def test_pick_reads_the_first_value_of_each_wanted_header(headers, want):
+    from dataplane.proxy.hooks import RequestHead
+
+    head = RequestHead(b"GET", b"/", b"1.1", headers, b"127.0.0.1", keep_alive=True,
+                       content_length=None, chunked=False, expect_continue=False,
+                       upgrade=False, arrival=1_000.0)
+    assert head.pick(_PICK_SLOTS, (None, None)) == want
