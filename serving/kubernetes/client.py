@@ -161,16 +161,19 @@ class Api:
                         obj.setdefault("kind", kind.kind)
                     yield event
 
-    async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """Create the object; the stored object is returned."""
-        kind = kind_of(obj)
+    async def create(self, obj: Mapping[str, Any], kind: Kind | None = None) -> dict[str, Any]:
+        """Create the object; the stored object is returned.
+
+        `kind` is needed only for kinds outside KINDS (a CRD, a Namespace).
+        """
+        kind = kind or kind_of(obj)
         return await self._call("POST", kind.path(_meta(obj).get("namespace")), body=obj)
 
-    async def replace(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    async def replace(self, obj: Mapping[str, Any], kind: Kind | None = None) -> dict[str, Any]:
         """Replace (PUT) the object; its resourceVersion makes it conditional (409)."""
         meta = _meta(obj)
-        return await self._call("PUT", kind_of(obj).path(meta.get("namespace"), meta["name"]),
-                                body=obj)
+        kind = kind or kind_of(obj)
+        return await self._call("PUT", kind.path(meta.get("namespace"), meta["name"]), body=obj)
 
     async def replace_status(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Write the object's status through the status subresource."""

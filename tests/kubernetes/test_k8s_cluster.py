@@ -61,10 +61,10 @@ async def apply(api: Api, kind: Kind, obj: dict) -> None:
     meta = obj["metadata"]
     current = await api.get(kind, meta.get("namespace", ""), meta["name"])
     if current is None:
-        await api.create(obj)
+        await api.create(obj, kind)
     else:
         meta["resourceVersion"] = current["metadata"]["resourceVersion"]
-        await api.replace(obj)
+        await api.replace(obj, kind)
 
 
 async def wait_for(api: Api, kind: Kind, ns: str, name: str, predicate, timeout_s=60.0):
@@ -92,7 +92,8 @@ async def world(api):
             if doc and doc.get("kind") == "CustomResourceDefinition":
                 await apply(api, CRD, doc)
     ns = f"surge-test-{uuid.uuid4().hex[:8]}"
-    await api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    await api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+                     NAMESPACE)
     controller = Controller(api, clock=MonotonicClock(), namespace=ns)
     task = asyncio.create_task(controller.run())
     try:
