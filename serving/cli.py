@@ -86,12 +86,25 @@ def cmd_up(args: argparse.Namespace) -> int:
         return int(stack.run(port=args.port, state_dir=args.state_dir, **options) or 0)
 
 
-def _run_daemon(main_coro: Any) -> int:
-    """Run a daemon's coroutine on uvloop until it ends or SIGTERM/SIGINT cancels it."""
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _run_daemon(main_coro: Any, log_level: str = "info") -> int:
+    """Run a daemon's coroutine on uvloop until it ends or SIGTERM/SIGINT cancels it.
+
+    Logs go to stderr (a container's log) at `log_level`; kubernetes_asyncio and aiohttp
+    stay at warning, as their info lines are per-request noise.
+    """
     import asyncio
+    import logging
     import signal
 
     import uvloop
+
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    for noisy in ("kubernetes_asyncio", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
     async def runner() -> None:
         task = asyncio.current_task()
@@ -111,19 +124,21 @@ def cmd_controller(args: argparse.Namespace) -> int:
     """Reconcile Knative Services on the cluster of --kubeconfig (or in-cluster)."""
     # Imported here: kubernetes_asyncio is heavy and only these commands need it.
     from serving.kubernetes.controller import run_controller
-    return _run_daemon(run_controller(args.kubeconfig, namespace=args.watch_namespace))
+    return _run_daemon(run_controller(args.kubeconfig, namespace=args.watch_namespace),
+                       args.log_level)
 
 
 def cmd_autoscaler(args: argparse.Namespace) -> int:
     """Scale revisions' Deployments on the cluster of --kubeconfig (or in-cluster)."""
     from serving.kubernetes.autoscaler_main import run_autoscaler
-    return _run_daemon(run_autoscaler(args.kubeconfig, args.stats_port))
+    return _run_daemon(run_autoscaler(args.kubeconfig, args.stats_port), args.log_level)
 
 
 def cmd_activator(args: argparse.Namespace) -> int:
     """Serve the ingress for the cluster of --kubeconfig (or in-cluster)."""
     from serving.kubernetes.activator_main import run_activator
-    return _run_daemon(run_activator(args.kubeconfig, args.port, args.autoscaler))
+    return _run_daemon(run_activator(args.kubeconfig, args.port, args.autoscaler),
+                       args.log_level)
 
 
 def _read_manifest(name: str) -> tuple[str, str]:
@@ -308,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     kubeconfig.add_argument("--kubeconfig", metavar="PATH", default=None,
                             help="kubeconfig of the cluster (default: the pod's service "
                                  "account in the cluster, else $KUBECONFIG)")
+    kubeconfig.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                            help="least severe log lines written to stderr (default: info)")
     controller = sub.add_parser(
         "controller", parents=[kubeconfig], help="run the Kubernetes controller",
         description="Reconcile serving.knative.dev Services, Configurations, Revisions "

@@ -232,15 +232,22 @@ class Controller:
 
     async def _execute(self, actions) -> None:
         for action in actions:
-            if isinstance(action, Create):
-                await self._api.create(action.obj)
-            elif isinstance(action, Update):
-                await self._api.replace(action.obj)
-            elif isinstance(action, UpdateStatus):
-                await self._api.replace_status(action.obj)
-            elif isinstance(action, Delete):
+            if isinstance(action, Delete):
+                _log.info("delete %s %s/%s", action.kind, action.namespace, action.name)
                 await self._api.delete(KINDS[(action.api_version, action.kind)],
                                        action.namespace, action.name, uid=action.uid)
+                continue
+            meta = _meta(action.obj)
+            what = (action.obj.get("kind"), meta.get("namespace"), meta.get("name"))
+            if isinstance(action, Create):
+                _log.info("create %s %s/%s", *what)
+                await self._api.create(action.obj)
+            elif isinstance(action, Update):
+                _log.info("update %s %s/%s", *what)
+                await self._api.replace(action.obj)
+            elif isinstance(action, UpdateStatus):
+                _log.debug("status %s %s/%s", *what)
+                await self._api.replace_status(action.obj)
 
     async def _finish(self, obj: Mapping[str, Any], result: Plan | None,
                       status: dict[str, Any], now: str) -> None:
@@ -261,6 +268,9 @@ class Controller:
         if update is None:
             return
         await self._api.replace_status(update.obj)
+        ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), {})
+        _log.debug("status %s %s/%s Ready=%s %s", obj.get("kind"), _meta(obj).get("namespace"),
+                   _meta(obj).get("name"), ready.get("status"), ready.get("reason", ""))
         if failed:
             ready = next(c for c in status["conditions"] if c.get("type") == "Ready")
             await self._event(obj, ready.get("reason", "Failed"), ready.get("message", ""))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import re
 import signal
 import sys
 
@@ -164,6 +165,9 @@ async def test_surge_controller_command_reconciles_and_stops_on_sigterm(fake, tm
             proc.send_signal(signal.SIGTERM)
             _, stderr = await proc.communicate()
         assert proc.returncode == 0, stderr.decode()
+        # Info lines, timestamped and named, say what the controller wrote.
+        assert re.search(rb"INFO serving\.kubernetes\.controller: create Deployment "
+                         rb"default/helloworld-python-00001-deployment", stderr), stderr.decode()
     finally:
         if proc.returncode is None:
             proc.kill()
