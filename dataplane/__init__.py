@@ -5,6 +5,7 @@ library, uvloop, httptools, protobuf and prometheus_client. The proxy engine liv
 the `dataplane.proxy` subpackage (imported on its own: the autoscaler needs only Stat).
 """
 
+from .aio import first_of
 from .breaker import (
     QUEUE_FULL_REASON,
     Admission,
@@ -53,6 +54,7 @@ __all__ = [
     "StatSink",
     "decode_wire_stats",
     "encode_wire_stats",
+    "first_of",
     "is_proxied",
     "new_queue_proxy_breaker",
     "stat_from_report",

@@ -32,6 +32,7 @@ import signal
 
 from prometheus_client import CollectorRegistry
 
+from dataplane import first_of
 from dataplane.breaker import new_queue_proxy_breaker
 from dataplane.clock import Clock, MonotonicClock
 from dataplane.proxy import ProxyConfig, ProxyServer
@@ -182,14 +183,7 @@ class QueueProxyDaemon:
 
     async def _serve_until_drained(self) -> None:
         await self.terminating.wait()
-        drained = asyncio.ensure_future(self.drainer.wait_drained())
-        hurry = asyncio.ensure_future(self._hurry.wait())
-        try:
-            await asyncio.wait((drained, hurry), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            drained.cancel()
-            hurry.cancel()
-            await asyncio.gather(drained, hurry, return_exceptions=True)
+        await first_of(self.drainer.wait_drained(), self._hurry.wait())
 
     async def _stop_serving(self) -> None:
         server = self.server
@@ -197,15 +191,8 @@ class QueueProxyDaemon:
         server.close_idle()
         busy = server.stats().busy
         _log.info("drained: no longer accepting; waiting for %d request(s) in flight", busy)
-        idle = asyncio.ensure_future(server.wait_idle())
-        cut = asyncio.ensure_future(self._cut.wait())
-        try:
-            await asyncio.wait((idle, cut), timeout=self.config.revision_timeout_s + _SHUTDOWN_MARGIN_S,
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            idle.cancel()
-            cut.cancel()
-            await asyncio.gather(idle, cut, return_exceptions=True)
+        await first_of(server.wait_idle(), self._cut.wait(),
+                       asyncio.sleep(self.config.revision_timeout_s + _SHUTDOWN_MARGIN_S))
         dropped = await server.shutdown(timeout_s=0.0)
         if dropped:
             _log.warning("shutdown cut %d connection(s)", dropped)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import aiohttp
 
+from dataplane import first_of
+
 _APP = Path(__file__).resolve().parent.parent / "examples" / "helloworld" / "app.py"
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _READY_TIMEOUT_S = 30.0
@@ -90,27 +92,19 @@ async def _stop(proc: asyncio.subprocess.Process, name: str) -> None:
 
 
 async def _wait_ready(url: str, children: list[asyncio.subprocess.Process]) -> bool:
-    """Probe the queue-proxy as the kubelet does until 200; False if a child exits first."""
+    """Probe the queue-proxy as the kubelet does until 200; False if a child exits or time runs out."""
     headers = {"K-Network-Probe": "queue", "User-Agent": "kube-probe/1.31"}
-    async with asyncio.timeout(_READY_TIMEOUT_S), aiohttp.ClientSession() as http:
-        while all(c.returncode is None for c in children):
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url, headers=headers) as resp:
-                    if resp.status == 200:
-                        return True
-            await asyncio.sleep(_PROBE_INTERVAL_S)  # the listener is not up yet: poll
-    return False
-
-
-async def _first(*aws) -> None:
-    """Wait until the first of these awaitables is done; cancel the rest."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        async with asyncio.timeout(_READY_TIMEOUT_S), aiohttp.ClientSession() as http:
+            while all(c.returncode is None for c in children):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(url, headers=headers) as resp:
+                        if resp.status == 200:
+                            return True
+                await asyncio.sleep(_PROBE_INTERVAL_S)  # the listener is not up yet: poll
+    except TimeoutError:
+        return False
+    return False  # a child exited
 
 
 def _queue_proxy_env(args: argparse.Namespace, ports: dict[str, int]) -> dict[str, str]:
@@ -143,8 +137,8 @@ async def run(args: argparse.Namespace) -> int:
         children.append(("queue-proxy", qp))
         base = f"http://{_HOST}:{ports['serving']}/"
         ready = asyncio.ensure_future(_wait_ready(base, [app, qp]))
-        await _first(asyncio.shield(ready), stop.wait())
-        if ready.done() and not ready.cancelled() and ready.exception() is None and ready.result():
+        await first_of(ready, stop.wait())
+        if not ready.cancelled() and ready.result():  # cancelled: the stop came first
             print(f"\nhelloworld is up behind a queue-proxy (containerConcurrency "
                   f"{args.container_concurrency}):\n"
                   f"  curl {base}\n"
@@ -152,11 +146,9 @@ async def run(args: argparse.Namespace) -> int:
                   f"curl http://{_HOST}:{ports['stats']}/metrics\n"
                   f"  Prometheus metrics: curl http://{_HOST}:{ports['metrics']}/metrics\n"
                   f"Ctrl-C stops both.\n", flush=True)
-            await _first(app.wait(), qp.wait(), stop.wait())
+            await first_of(app.wait(), qp.wait(), stop.wait())
         elif not stop.is_set():
             print("demo: the queue-proxy did not become ready", file=sys.stderr)
-        ready.cancel()
-        await asyncio.gather(ready, return_exceptions=True)
         # A second Ctrl-C while stopping shortens the queue-proxy's drain.
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _signal_group, qp, signal.SIGTERM)

@@ -49,7 +49,7 @@ from autoscaler import (
     SKSMode,
     apply_decision,
 )
-from dataplane import Clock, EndpointsSink, Mode, RevisionKey, Stat
+from dataplane import Clock, EndpointsSink, Mode, RevisionKey, Stat, first_of
 
 from .platform import Platform, PodInfo
 from .reconciler import RevisionPlan, endpoint_pods
@@ -233,15 +233,10 @@ class Autoscaling:
         """Until something is marked dirty, or `timeout_s` passes on the Clock."""
         if self._wake.is_set():
             return
-        waits = [asyncio.ensure_future(self._wake.wait())]
-        if timeout_s is not None:
-            waits.append(asyncio.ensure_future(self._clock.sleep(max(timeout_s, 0.0))))
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
+        if timeout_s is None:
+            await self._wake.wait()
+        else:
+            await first_of(self._wake.wait(), self._clock.sleep(max(timeout_s, 0.0)))
 
     def _mark(self, key: RevisionKey) -> None:
         self._dirty.add(key)

@@ -36,6 +36,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
+from dataplane import first_of
 from dataplane.clock import Clock
 
 __all__ = ["ChildProcess", "describe_returncode", "spawn", "stop_group", "stop_process"]
@@ -198,14 +199,7 @@ async def _wait_all_exited(children: Sequence[ChildProcess], timeout_s: float, c
     pending = [c for c in children if not c.has_exited]
     if not pending:
         return True
-    waiter = asyncio.ensure_future(asyncio.gather(*(c.wait_exited() for c in pending)))
-    timer = asyncio.ensure_future(clock.sleep(timeout_s))
-    try:
-        await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-        timer.cancel()
-        await asyncio.gather(waiter, timer, return_exceptions=True)
+    await first_of(asyncio.gather(*(c.wait_exited() for c in pending)), clock.sleep(timeout_s))
     return all(c.has_exited for c in children)
 
 

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Generic
 
+from dataplane import first_of
 from dataplane.clock import Clock
 from dataplane.types import RevisionKey
 
@@ -314,9 +315,15 @@ class PodSupervisor(Generic[PodT]):
 
     async def _watch(self, rev: RevisionState[PodT], pod: PodT) -> object | None:
         """Until a process exits (which, from `_rt_exited`) or a stop is requested (None)."""
-        app_exit, qp_exit = self._rt_exits(pod)
-        app, qp, _, _ = await _first_of(app_exit, qp_exit, pod.stop_requested.wait(),
-                                        also=self._probe_loop(rev, pod))
+        app, qp = (asyncio.ensure_future(w) for w in self._rt_exits(pod))
+        try:
+            # The probe loop returns only once a stop is requested, so it can race the others.
+            await first_of(app, qp, pod.stop_requested.wait(), self._probe_loop(rev, pod))
+        except Exception:
+            if not (_has_failed(app) or _has_failed(qp)):
+                raise
+            # A wait that failed (the runtime lost track of a process) ends the watch like
+            # an exit: `_rt_exited` reads the error from the future.
         if pod.stop_requested.is_set():
             return None
         return self._rt_exited(pod, app, qp)
@@ -358,7 +365,7 @@ class PodSupervisor(Generic[PodT]):
         pod.backoff_s, pod.restart_at = delay, self._clock.now() + delay
         self._note(pod, f"{pod.last_exit}; restarting in {delay:g}s")
         self._changed(rev)
-        await _first_of(self._clock.sleep(delay), pod.stop_requested.wait())
+        await first_of(self._clock.sleep(delay), pod.stop_requested.wait())
 
     async def _drain(self, rev: RevisionState[PodT], pod: PodT) -> None:
         pod.phase, pod.ready = PodPhase.TERMINATING, False
@@ -377,19 +384,5 @@ class PodSupervisor(Generic[PodT]):
         await self._rt_remove(pod)
 
 
-async def _first_of(*waits: Awaitable[object], also: Awaitable[object] | None = None,
-                    ) -> list[asyncio.Future[object]]:
-    """Run `waits` (and `also`, which never ends the wait) until one of `waits` is done.
-
-    Then every one still running is cancelled and awaited, so nothing outlives the
-    call; the futures come back in order (`also` last) for the caller to inspect.
-    """
-    futures = [asyncio.ensure_future(w) for w in waits]
-    extra = [] if also is None else [asyncio.ensure_future(also)]
-    try:
-        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for fut in (*futures, *extra):
-            fut.cancel()
-        await asyncio.gather(*futures, *extra, return_exceptions=True)
-    return futures + extra
+def _has_failed(fut: asyncio.Future[object]) -> bool:
+    return fut.done() and not fut.cancelled() and fut.exception() is not None
