@@ -5,6 +5,8 @@ Nothing exported here talks to a cluster. Modules:
   references;
 - `children`: a Service's Configuration and Route, a Configuration's Revision;
 - `deployment`: a Revision's Deployment with the queue-proxy sidecar; config-deployment;
+- `podspec`: the pod fields only Kubernetes honours (envFrom, volumes, ...), checked and
+  passed through to the Deployment as written;
 - `services`: the per-revision private Service and the per-route placeholder Services;
 - `status`: Knative's conditions from the objects listed (pods give failure reasons);
 - `reconcile`: the creates, updates and deletes that make the cluster match;

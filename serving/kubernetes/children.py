@@ -39,6 +39,7 @@ from serving.model import (
 
 from serving.validation import FieldProblem, ValidationError
 
+from . import podspec
 from .names import (
     CONFIGURATION_UID_LABEL,
     GROUP,
@@ -124,14 +125,21 @@ def latest_revision_name(configuration: Mapping[str, Any]) -> str:
 
 
 def _read_spec(raw: Mapping[str, Any], path: str) -> RevisionSpec:
-    """The model of a revision spec; ValidationError paths start at `path`."""
+    """The model of a revision spec; ValidationError paths start at `path`.
+
+    The Kubernetes-only fields (podspec.py) are checked here and left to the Deployment.
+    """
+    extra = podspec.problems(raw, path)
     try:
-        return parse_revision_spec(raw)
+        spec = parse_revision_spec(podspec.model_view(raw))
     except ValidationError as exc:
         # parse_revision_spec names fields under "spec.spec."; say where they really are.
-        raise ValidationError(FieldProblem(
+        raise ValidationError([*(FieldProblem(
             path + p.path.removeprefix("spec.spec"), p.reason, p.object)
-            for p in exc.problems) from None
+            for p in exc.problems), *extra]) from None
+    if extra:
+        raise ValidationError(extra)
+    return spec
 
 
 def defaulted_spec(raw: Mapping[str, Any], defaults: DefaultsConfig,

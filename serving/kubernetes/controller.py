@@ -36,6 +36,7 @@ http://hello.default.example.com -> Service Ready with that URL.
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -64,6 +65,7 @@ from .children import latest_revision_name, make_configuration, make_revision, m
     revision_model, revision_problem
 from .client import CONFIGMAP, CONFIGURATION, DEPLOYMENT, KINDS, KSERVICE, POD, REVISION, \
     ROUTE, SERVICE, Api, ApiError, Kind, load_api
+from . import podspec
 from .deployment import DeploymentConfig, make_deployment, parse_deployment_config
 from .informer import Informer, WorkQueue, backoff_s
 from .names import REVISION_LABEL, private_service_name
@@ -293,10 +295,20 @@ class Controller:
 
     def _problems(self, obj: Mapping[str, Any]) -> list[FieldProblem]:
         """What Knative's admission webhook would reject (Surge has no webhook)."""
+        spec = ((obj.get("spec") or {}).get("template") or {}).get("spec")
+        extra: list[FieldProblem] = []
+        if isinstance(spec, Mapping):
+            # The model reads what a local pod honours; the Kubernetes-only fields
+            # (podspec.py) are checked on their own and go to the Deployment as written.
+            extra = podspec.problems(spec, "spec.template.spec")
+            obj = copy.deepcopy(dict(obj))
+            obj["spec"]["template"]["spec"] = podspec.model_view(spec)
         try:
             model, _ = parse_object(dict(obj))
         except ValidationError as exc:
-            return list(exc.problems)
+            return [*exc.problems, *extra]
+        if extra:
+            return extra
         if isinstance(model, Service):
             return validate_service(model, self.defaults, self.autoscaler_config)
         if isinstance(model, Configuration):
@@ -359,7 +371,8 @@ class Controller:
             return
         deployment = make_deployment(model, meta["uid"], deployment=self.deployment_config,
                                      autoscaler=self.autoscaler_config, defaults=self.defaults,
-                                     system_namespace=self._system_namespace)
+                                     system_namespace=self._system_namespace,
+                                     spec=rev.get("spec") or {})
         observed_dep = self._cache(DEPLOYMENT).get(ns, _meta(deployment)["name"])
         observed_svc = self._cache(SERVICE).get(ns, private_service_name(name))
         result = plan([deployment, make_private_service(rev)],

@@ -54,6 +54,7 @@ from .names import (
     deployment_name,
     owner_reference,
 )
+from .podspec import pass_through
 from .reconcile import parse_quantity
 
 DEPLOYMENT_CONFIG = "config-deployment"
@@ -302,8 +303,13 @@ def make_deployment(revision: Revision, uid: str, *,
                     deployment: DeploymentConfig = DeploymentConfig(),
                     autoscaler: AutoscalerConfig = AutoscalerConfig(),
                     defaults: DefaultsConfig = DefaultsConfig(),
-                    system_namespace: str = SYSTEM_NAMESPACE) -> dict[str, Any]:
-    """The Deployment that runs `revision` (whose Kubernetes object has UID `uid`)."""
+                    system_namespace: str = SYSTEM_NAMESPACE,
+                    spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The Deployment that runs `revision` (whose Kubernetes object has UID `uid`).
+
+    `spec` is the stored Revision's spec: its Kubernetes-only fields (volumes, envFrom,
+    a service account, ...; podspec.py) go into the pod template as written.
+    """
     revision = replace(revision, spec=default_revision_spec(revision.spec, defaults))
     container = revision.spec.container
     labels = revision_labels(revision, uid)
@@ -317,6 +323,8 @@ def make_deployment(revision: Revision, uid: str, *,
         # Services in a namespace would otherwise fill every pod's environment.
         "enableServiceLinks": False,
     }
+    if spec is not None:
+        pass_through(pod_spec, spec)
     metadata: dict[str, Any] = {
         "name": deployment_name(revision.name), "namespace": revision.namespace,
         "labels": labels,
