@@ -4,10 +4,19 @@ Both daemons watch the same objects and need the same readings of them:
 
 - a revision's pods: the EndpointSlices of its `<rev>-private` Service (label
   `kubernetes.io/service-name`), each endpoint an address list plus conditions. An
-  endpoint is routable when `conditions.ready` is not false (the API says an unset
-  ready means ready) and it is not terminating; its ports come from the slice's named
-  ports (`http` -> the queue-proxy's serving port, `http-autometric` -> its stats port),
-  falling back to Knative's 8012 and 9090 when a slice names none.
+  endpoint is ready when `conditions.ready` is not false (the API says an unset ready
+  means ready); a terminating one is never used. The autoscaler counts ready endpoints
+  only; the activator also takes the not-ready ones (Knative watches both), probes them
+  itself and may route to one before the kubelet marks it Ready. Ports come from the
+  slice's named ports (`http` -> the queue-proxy's serving port, `http-autometric` ->
+  its stats port), falling back to Knative's 8012 and 9090 when a slice names none.
+  E.g. endpoints 10.0.0.1 (ready), 10.0.0.2 (ready false), 10.0.0.3 (terminating) ->
+  the autoscaler's pods are [.1]; the activator's (optimisation on, below) are [.1
+  ready, .2 not ready].
+- whether the activator may do that (Knative's probe optimisation): not when the user's
+  readiness probe is `exec` (the queue-proxy cannot run it, so its answer proves less
+  than the kubelet's) nor when a container has a `startupProbe` (only the kubelet runs
+  it; until it passes the pod must not serve).
 - a revision's mode: the autoscaler publishes it as the annotation
   `autoscaling.surge.dev/mode: Proxy|Serve` on `<rev>-private` (Knative's SKS mode,
   which Knative writes into the ServerlessService's spec.mode; Surge has no SKS object,
@@ -50,6 +59,7 @@ __all__ = [
     "host_routes",
     "mode_annotation",
     "mode_of",
+    "probe_optimisation",
     "revision_of_slice",
     "slice_pods",
 ]
@@ -64,10 +74,11 @@ _MODE_VALUES = {Mode.PROXY: "Proxy", Mode.SERVE: "Serve"}
 
 @dataclass(frozen=True, slots=True, order=True)
 class SlicePod:
-    """One routable endpoint: its queue-proxy address (with stats port) and pod name."""
+    """An endpoint not terminating: its queue-proxy address (with stats port), pod, readiness."""
 
     address: PodAddress
     pod_name: str = ""
+    ready: bool = True  # as the slice says: the kubelet's readiness, not our probe's
 
 
 def _meta(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -90,23 +101,44 @@ def _port(ports: Iterable[Mapping[str, Any]], name: str, default: int) -> int:
     return default
 
 
-def slice_pods(slices: Iterable[Mapping[str, Any]]) -> tuple[SlicePod, ...]:
-    """The ready, not terminating endpoints of a revision's slices, sorted, de-duplicated."""
-    out: set[SlicePod] = set()
+def slice_pods(slices: Iterable[Mapping[str, Any]], *,
+               include_not_ready: bool = False) -> tuple[SlicePod, ...]:
+    """A revision's endpoints, sorted, de-duplicated: the ready ones, or all not terminating."""
+    ready: dict[tuple[PodAddress, str], bool] = {}
     for s in slices:
         ports = s.get("ports") or ()
         port = _port(ports, _SERVING_PORT_NAME, QUEUE_SERVING_PORT)
         stats_port = _port(ports, _STATS_PORT_NAME, QUEUE_STATS_PORT)
         for ep in s.get("endpoints") or ():
             cond = ep.get("conditions") or {}
-            if cond.get("ready") is False or cond.get("terminating") is True:
+            is_ready = cond.get("ready") is not False
+            if cond.get("terminating") is True or not (is_ready or include_not_ready):
                 continue
             pod = (ep.get("targetRef") or {}).get("name", "")
             # A pod has one IP per family; the first is the one kube-proxy would use.
             addresses = ep.get("addresses") or ()
             if addresses:
-                out.add(SlicePod(PodAddress(addresses[0], port, stats_port), pod))
-    return tuple(sorted(out))
+                key = (PodAddress(addresses[0], port, stats_port), pod)
+                # Listed twice (a pod moving between slices): ready if either copy says
+                # so, so the ready ones of the full list are exactly the default list.
+                ready[key] = ready.get(key, False) or is_ready
+    return tuple(sorted(SlicePod(a, pod, r) for (a, pod), r in ready.items()))
+
+
+def probe_optimisation(revision: Mapping[str, Any]) -> bool:
+    """Whether the activator may route to a pod its own probe passed before it is Ready."""
+    # Knative's revisionBackendsManager. Surge runs one container, so "the user's
+    # container" and "any container" agree; any is the safe reading if that changes.
+    containers = ((revision.get("spec") or {}).get("containers")) or ()
+    for c in containers:
+        if not isinstance(c, Mapping):
+            continue
+        probe = c.get("readinessProbe")
+        if isinstance(probe, Mapping) and probe.get("exec") is not None:
+            return False
+        if c.get("startupProbe") is not None:
+            return False
+    return True
 
 
 def mode_of(private_service: Mapping[str, Any] | None) -> Mode:

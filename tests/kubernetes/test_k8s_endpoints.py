@@ -1,15 +1,19 @@
-"""The pure readings the Kubernetes autoscaler and activator take off the cluster: ready
-pods of private EndpointSlices, the published mode, and routes from Route status."""
+"""The pure readings the Kubernetes autoscaler and activator take off the cluster: pods of
+private EndpointSlices (ready ones, or not-ready ones too), whether a revision allows
+Knative's probe optimisation, the published mode, and routes from Route status."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
+from k8s_world import children_of
 
 from activator import HostRoute
 from dataplane import Mode, PodAddress, RevisionKey
 from serving.kubernetes import tag_service_name
 from serving.kubernetes.endpoints import MODE_ANNOTATION, host_routes, mode_annotation, \
-    mode_of, revision_of_slice, slice_pods
+    mode_of, probe_optimisation, revision_of_slice, slice_pods
 
 A, B = RevisionKey("default", "hello-00001"), RevisionKey("default", "hello-00002")
 
@@ -40,7 +44,86 @@ SLICE_CASES = [
 
 @pytest.mark.parametrize("slices, want", SLICE_CASES)
 def test_slice_pods(slices, want):
-    assert [p.address for p in slice_pods(slices)] == want
+    pods = slice_pods(slices)
+    assert [p.address for p in pods] == want
+    assert all(p.ready for p in pods)
+
+
+# Every endpoint not terminating, as (ip, pod name, ready); the default keeps the ready ones.
+ALL_CASES = [
+    pytest.param([{"endpoints": [ep("10.0.0.1"), ep("10.0.0.2", ready=False),
+                                 ep("10.0.0.3", ready=True, terminating=True),
+                                 ep("10.0.0.4", ready=False, terminating=True)]}],
+                 [("10.0.0.1", "pod-10.0.0.1", True), ("10.0.0.2", "pod-10.0.0.2", False)],
+                 id="not-ready-kept-terminating-never"),
+    pytest.param([{"endpoints": [ep("10.0.0.2", ready=False), ep("10.0.0.1", ready=False)]}],
+                 [("10.0.0.1", "pod-10.0.0.1", False), ("10.0.0.2", "pod-10.0.0.2", False)],
+                 id="cold-start-none-ready-yet-sorted"),
+    pytest.param([{"endpoints": [ep("10.0.0.1", ready=False)]},
+                  {"endpoints": [ep("10.0.0.1", ready=True)]}],
+                 [("10.0.0.1", "pod-10.0.0.1", True)], id="listed-twice-ready-wins"),
+    pytest.param([{"endpoints": [ep("10.0.0.1", ready=True)]},
+                  {"endpoints": [ep("10.0.0.1", ready=False)]}],
+                 [("10.0.0.1", "pod-10.0.0.1", True)], id="listed-twice-ready-wins-either-order"),
+    pytest.param([{"endpoints": [ep("10.0.0.1", ready=False)]},
+                  {"endpoints": [ep("10.0.0.1", ready=False)]}],
+                 [("10.0.0.1", "pod-10.0.0.1", False)], id="listed-twice-not-ready-once"),
+    pytest.param([{"endpoints": [{"addresses": ["10.0.0.1"]}]}], [("10.0.0.1", "", True)],
+                 id="no-conditions-no-target-ready-unnamed"),
+    pytest.param([{"endpoints": [{"addresses": [], "conditions": {"ready": False}}]}], [],
+                 id="not-ready-without-address-no-pod"),
+    pytest.param([], [], id="no-slices"),
+]
+
+
+@pytest.mark.parametrize("include_not_ready", [True, False])
+@pytest.mark.parametrize("slices, want", ALL_CASES)
+def test_slice_pods_include_not_ready(slices, want, include_not_ready):
+    got = [(p.address.host, p.pod_name, p.ready)
+           for p in slice_pods(slices, include_not_ready=include_not_ready)]
+    assert got == (want if include_not_ready else [w for w in want if w[2]])
+
+
+def revision(*containers):
+    return {"metadata": {"name": "hello-00001", "namespace": "default"},
+            "spec": {"containers": list(containers)}}
+
+
+HTTP_GET = {"httpGet": {"path": "/ready"}}
+EXEC = {"exec": {"command": ["cat", "/tmp/ready"]}}
+
+PROBE_OPTIMISATION_CASES = [
+    pytest.param(revision({"image": "app"}), True, id="no-probes"),
+    pytest.param(revision({"readinessProbe": HTTP_GET}), True, id="http-readiness"),
+    pytest.param(revision({"readinessProbe": {"tcpSocket": {}}}), True, id="tcp-readiness"),
+    pytest.param(revision({"readinessProbe": EXEC}), False, id="exec-readiness-off"),
+    pytest.param(revision({"readinessProbe": {"exec": None, "tcpSocket": {}}}), True,
+                 id="exec-null-is-no-exec"),
+    pytest.param(revision({"startupProbe": HTTP_GET}), False, id="startup-probe-off"),
+    pytest.param(revision({"readinessProbe": HTTP_GET, "startupProbe": {"tcpSocket": {}}}),
+                 False, id="startup-probe-beside-http-readiness-off"),
+    pytest.param(revision({"image": "app"}, {"image": "side", "startupProbe": HTTP_GET}),
+                 False, id="startup-probe-on-any-container-off"),
+    pytest.param(revision({"image": "app"}, {"image": "side", "readinessProbe": EXEC}),
+                 False, id="exec-readiness-on-any-container-off"),
+    pytest.param(revision({"livenessProbe": EXEC}), True, id="exec-liveness-does-not-matter"),
+    pytest.param({"metadata": {"name": "x"}}, True, id="no-spec"),
+    pytest.param(revision("junk", {"readinessProbe": "junk"}), True,
+                 id="malformed-entries-ignored"),
+]
+
+
+@pytest.mark.parametrize("obj, want", PROBE_OPTIMISATION_CASES)
+def test_probe_optimisation(obj, want):
+    assert probe_optimisation(obj) is want
+
+
+def test_probe_optimisation_reads_a_stored_revision():
+    stored = children_of("basic/service.yaml")[3]
+    assert probe_optimisation(stored) is True
+    slow = copy.deepcopy(stored)
+    slow["spec"]["containers"][0]["startupProbe"] = {"tcpSocket": {"port": 8080}}
+    assert probe_optimisation(slow) is False
 
 
 @pytest.mark.parametrize("service, want", [
