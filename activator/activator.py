@@ -5,16 +5,19 @@
     control plane ─ set_routes(HostRoute...) ─────────► route table (swapped whole)
                   ─ set_revision(RevisionEndpoints) ─► prober (listed pods) + throttler
                   ─ remove_revision(key) ────────────► both forget it; parked ones 503
+                  ─ reprobe(key, pod) ───────────────► pod out until its probe passes
     prober ── a pod's probe passed ──► throttler gets the new healthy set
     clients ──► ProxyServer ──► ActivatorHandler ──► pods' queue-proxies
     reporter ── every 1 s, and the cold-start poke ──► StatSink (the autoscaler)
 
 The healthy pods of a revision are the listed pods whose probe passed (prober.py); the
 throttler routes only to those. A pod left out of a new `RevisionEndpoints` takes no new
-request from the moment `set_revision` returns; its requests in flight finish. The mode
-in `RevisionEndpoints` (PROXY/SERVE, from the autoscaler's excess burst capacity) is
-applied in the same step, and flipping it fails no request: parked requests stay parked
-until a pod is free in PROXY and are sent on at once in SERVE (throttler.py).
+request from the moment `set_revision` returns; its requests in flight finish. A pod
+passed to `reprobe` (the proxy could not connect to it, or Kubernetes stopped calling it
+Ready) takes none until its probe passes again. The mode in `RevisionEndpoints`
+(PROXY/SERVE, from the autoscaler's excess burst capacity) is applied in the same step,
+and flipping it fails no request: parked requests stay parked until a pod is free in
+PROXY and are sent on at once in SERVE (throttler.py).
 
 Call `set_revision` for a revision before a route points at it: a route to an unknown
 revision answers 404. Every method here is synchronous and safe to call before `start`.
@@ -143,6 +146,12 @@ class Activator:
             state.throttler.close()
         self._notify()
 
+    def reprobe(self, key: RevisionKey, pod: PodAddress) -> None:
+        """Take a healthy pod out of rotation until its probe passes again (else a no-op)."""
+        state = self._handler.revisions.get(key)
+        if state is not None:
+            self._apply(state, self._prober.reprobe(key, pod))
+
     def set_routes(self, routes: Iterable[HostRoute]) -> None:
         """Replace the whole route table at once (raises ValueError, keeping the old one)."""
         self._handler.routes = RouteTable(routes)
@@ -241,9 +250,7 @@ class Activator:
             self._apply(state, healthy)
 
     def _on_connect_error(self, key: RevisionKey, pod: PodAddress) -> None:
-        state = self._handler.revisions.get(key)
-        if state is not None:
-            self._apply(state, self._prober.reprobe(key, pod))
+        self.reprobe(key, pod)
 
     def _notify(self) -> None:
         for waiter in list(self._healthy_waiters):

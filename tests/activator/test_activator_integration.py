@@ -332,6 +332,32 @@ async def test_connection_refused_pod_is_retried_on_another_and_reprobed(stack, 
     assert act.stats().revisions[A].in_flight == 0
 
 
+async def test_reprobe_takes_a_pod_out_until_its_probe_passes_again(stack, pods):
+    act, _, session = stack
+    pod = await pods("a")
+    act.set_revision(endpoints(A, [pod]))
+    act.set_routes([HostRoute(HOST, ((A, 100),))])
+    async with asyncio.timeout(TIMEOUT_S):
+        await act.wait_healthy(A)
+        act.reprobe(B, pod.address)  # a revision the activator does not know
+        act.reprobe(A, PodAddress("127.0.0.1", 1))  # a pod the revision does not list
+        assert act.healthy_pods(A) == {pod.address}
+        pod.ready = False
+        act.reprobe(A, pod.address)
+        assert act.healthy_pods(A) == frozenset()  # out before reprobe returns
+        request = asyncio.ensure_future(get(session, HOST))
+        while act.stats().revisions[A].waiting == 0:
+            await asyncio.sleep(0.01)  # polling for the park, bounded by the timeout above
+        probes = act.stats().probes
+        while act.stats().probes < probes + 2:
+            await asyncio.sleep(0.01)  # two more failing probe rounds, bounded likewise
+        assert not request.done() and pod.requests == 0
+        pod.ready = True
+        status, body, _ = await request
+    assert (status, body) == (200, "a")
+    assert act.healthy_pods(A) == {pod.address}
+
+
 async def test_held_request_gets_503_with_reason_at_the_revision_timeout_or_removal(stack):
     act, _, session = stack
     other = RevisionKey("default", "other-00001")
