@@ -19,23 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from support.bigbody import LIMIT, TOTAL, WARM_REQUEST, download, memory, serve, upload
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-TOTAL = 200 * 1024 * 1024
-PIECE = b"x" * (1024 * 1024)
-STALL_S = 0.5
-LIMIT = 20 * 1024 * 1024
-
-
-def memory(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of `pid`, in bytes."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0]) * 1024
-    return fields
 
 
 def free_ports(n: int) -> list[int]:
@@ -48,31 +36,6 @@ def free_ports(n: int) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
-
-
-async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """GET /warm: tiny. GET /down: 200 MB. POST /up: stall, then read the body, answer 'up'."""
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            if head.startswith(b"GET /warm"):
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-            elif head.startswith(b"GET /down"):
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % TOTAL)
-                for _ in range(TOTAL // len(PIECE)):
-                    writer.write(PIECE)
-                    await writer.drain()
-            else:
-                await asyncio.sleep(STALL_S)  # the sidecar must stop reading its client
-                left = TOTAL
-                while left:
-                    left -= len(await reader.read(min(left, 1 << 20)))
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nup")
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
 
 
 async def test_200mb_up_and_down_through_the_sidecar_keep_rss_growth_under_20mb():
@@ -96,25 +59,16 @@ async def test_200mb_up_and_down_through_the_sidecar_keep_rss_growth_under_20mb(
             while b"serving on" not in (line := await proc.stderr.readline()):
                 assert line, "queue-proxy exited before serving"
             reader, writer = await asyncio.open_connection("127.0.0.1", serving)
-            writer.write(b"GET /warm HTTP/1.1\r\nHost: a\r\n\r\n")
+            writer.write(WARM_REQUEST)
             assert (await reader.readuntil(b"\r\n\r\nok")).startswith(b"HTTP/1.1 200")
             baseline = memory(proc.pid)["VmRSS"]
 
-            writer.write(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % TOTAL)
-            for _ in range(TOTAL // len(PIECE)):
-                writer.write(PIECE)
-                await writer.drain()
+            await upload(writer)
             assert (await reader.readuntil(b"\r\n\r\nup")).startswith(b"HTTP/1.1 200")
 
-            writer.write(b"GET /down HTTP/1.1\r\nHost: a\r\n\r\n")
-            await asyncio.sleep(STALL_S)  # a stalled client: the sidecar must stop reading
-            head = await reader.readuntil(b"\r\n\r\n")
+            head, received = await download(reader, writer)
             assert head.startswith(b"HTTP/1.1 200 OK")
-            received = 0
-            while received < TOTAL:
-                chunk = await reader.read(1 << 20)
-                assert chunk, "the download ended early"
-                received += len(chunk)
+            assert received == TOTAL, "the download ended early"
             peak = memory(proc.pid)["VmHWM"]
     finally:
         if writer is not None:

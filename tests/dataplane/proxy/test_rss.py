@@ -1,11 +1,8 @@
 """Backpressure proven by memory: 200 MB each way through a proxy subprocess keeps its
-peak RSS within 20 MB of its warmed-up size.
+peak RSS within 20 MB of its warmed-up size (the transfers are `support.bigbody`'s).
 
-Each transfer starts with the receiving side stalled for a moment while the sender
-pushes as fast as it can: a proxy without backpressure would buffer everything sent
-during the stall (hundreds of MB on loopback); with it, it holds about two high-water
-marks. The proxy runs as `python -m dataplane.proxy` (the same entry point benchmarks
-use), so what is measured is the engine alone, on uvloop.
+The proxy runs as `python -m dataplane.proxy` (the same entry point benchmarks use), so
+what is measured is the engine alone, on uvloop.
 """
 
 from __future__ import annotations
@@ -18,45 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from support.bigbody import LIMIT, TOTAL, WARM_REQUEST, download, memory, serve, upload
+
 from .conftest import Reader, Upstream, connect
 
 pytestmark = pytest.mark.integration
 
-TOTAL = 200 * 1024 * 1024
-PIECE = b"x" * (1024 * 1024)
-STALL_S = 0.5
-LIMIT = 20 * 1024 * 1024
 REPO = Path(__file__).resolve().parents[3]
-
-
-def memory(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of `pid`, in bytes."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0]) * 1024
-    return fields
-
-
-async def serve(reader, writer):
-    """GET /down: 200 MB body. POST /up: read the body slowly at first, answer its size."""
-    while True:
-        head = await reader.readuntil(b"\r\n\r\n")
-        if head.startswith(b"GET /warm"):
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-        elif head.startswith(b"GET /down"):
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % TOTAL)
-            for _ in range(TOTAL // len(PIECE)):
-                writer.write(PIECE)
-                await writer.drain()
-        else:
-            await asyncio.sleep(STALL_S)  # the proxy must stop reading its client meanwhile
-            left = TOTAL
-            while left:
-                left -= len(await reader.read(min(left, 1 << 20)))
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nup")
-        await writer.drain()
 
 
 async def test_200mb_up_and_down_keep_proxy_rss_growth_under_20mb():
@@ -72,23 +37,15 @@ async def test_200mb_up_and_down_keep_proxy_rss_growth_under_20mb():
                 port = int(line.rsplit(b":", 1)[1])
                 reader, writer = await connect(port)
                 responses = Reader(reader, response=True)
-                writer.write(b"GET /warm HTTP/1.1\r\nHost: a\r\n\r\n")
+                writer.write(WARM_REQUEST)
                 assert (await responses.next()).status == 200
                 baseline = memory(proc.pid)["VmRSS"]
 
-                writer.write(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % TOTAL)
-                for _ in range(TOTAL // len(PIECE)):
-                    writer.write(PIECE)
-                    await writer.drain()
+                await upload(writer)
                 assert bytes((await responses.next()).body) == b"up"
 
-                writer.write(b"GET /down HTTP/1.1\r\nHost: a\r\n\r\n")
-                await asyncio.sleep(STALL_S)  # a stalled client: the proxy must stop reading
-                head = await reader.readuntil(b"\r\n\r\n")
+                head, received = await download(reader, writer)
                 assert head.startswith(b"HTTP/1.1 200 OK")
-                received = 0
-                while received < TOTAL:
-                    received += len(await reader.read(1 << 20))
                 assert received == TOTAL
                 peak = memory(proc.pid)["VmHWM"]
                 writer.close()
