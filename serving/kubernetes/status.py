@@ -53,6 +53,8 @@ from serving.model import (
 from serving.state import ResolvedTarget, ServingState, route_status as _route_status
 from serving.validation import FieldProblem
 
+from .deployment import QUEUE_CONTAINER_NAME
+
 READY = "Ready"
 REASON_INVALID = "InvalidSpec"
 REASON_OUT_OF_DATE = "OutOfDate"
@@ -119,7 +121,15 @@ def failed_status(obj: Mapping[str, Any], reason: str, message: str, now: str) -
 
 
 def _pod_problem(pods: Iterable[Mapping[str, Any]]) -> tuple[str, Condition] | None:
-    """(condition type, condition) of the first pod problem that needs a person."""
+    """(condition type, condition) of the first pod problem that needs a person.
+
+    As Knative's revision reconciler reads a pod: unschedulable -> ResourcesAvailable;
+    a user container that terminated (exit code 0 included: it should serve forever)
+    -> ContainerHealthy `ExitCode<n>`. Unlike Knative, a waiting reason that will not
+    clear by itself (image pull, bad config) is reported at once, from any container,
+    the sidecar included (a queue-sidecar-image the nodes cannot pull is the classic
+    first-install mistake), rather than after the progress deadline.
+    """
     for pod in pods:
         status = pod.get("status") or {}
         for c in status.get("conditions") or ():
@@ -132,13 +142,17 @@ def _pod_problem(pods: Iterable[Mapping[str, Any]]) -> tuple[str, Condition] | N
             if waiting.get("reason") in _FATAL_WAITING:
                 return "ResourcesAvailable", Condition(
                     "ResourcesAvailable", "False", waiting["reason"], waiting.get("message", ""))
-            term = (cs.get("state") or {}).get("terminated") \
-                or (cs.get("lastState") or {}).get("terminated")
-            if term and term.get("exitCode", 0) != 0:
+            if cs.get("name") == QUEUE_CONTAINER_NAME:
+                continue
+            term = (cs.get("lastState") or {}).get("terminated") \
+                or (cs.get("state") or {}).get("terminated")
+            if term:
+                code = term.get("exitCode", 0)
+                message = term.get("message") or (
+                    "container exited with no error" if code == 0 else term.get("reason", ""))
                 return "ContainerHealthy", Condition(
-                    "ContainerHealthy", "False", f"ExitCode{term['exitCode']}",
-                    f"Container failed with: {term.get('message') or term.get('reason', '')}"
-                    .rstrip(": "))
+                    "ContainerHealthy", "False", f"ExitCode{code}",
+                    f"Container failed with: {message}".rstrip(": "))
     return None
 
 
@@ -171,7 +185,9 @@ def revision_status(revision: Mapping[str, Any], deployment: Mapping[str, Any] |
             elif c.get("type") == "ReplicaFailure" and c.get("status") == "True":
                 available = Condition("ResourcesAvailable", "False",
                                       c.get("reason") or "ReplicaFailure", c.get("message", ""))
-        problem = _pod_problem(pods) if ready < spec_replicas else None
+        # Only a revision with no ready pod reads its pods, as in Knative: one bad pod
+        # among ready ones is the Deployment's to replace, not a revision failure.
+        problem = _pod_problem(pods) if ready == 0 and spec_replicas > 0 else None
         if problem is not None and problem[0] == "ResourcesAvailable":
             available = problem[1]
         elif problem is not None:

@@ -38,6 +38,16 @@ _UNSCHEDULABLE = {"status": {"conditions": [{"type": "PodScheduled", "status": "
                                              "reason": "Unschedulable",
                                              "message": "0/3 nodes are available"}]}}
 _AVAILABLE = [{"type": "ResourcesAvailable", "status": "True", "lastTransitionTime": T0}]
+_EXIT_0 = {"status": {"containerStatuses": [{"name": "user-container", "state": {"waiting": {
+    "reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 0}}}]}}
+_SIDECAR_EXIT = {"status": {"containerStatuses": [
+    {"name": "user-container", "state": {"running": {}}},
+    {"name": "queue-proxy", "state": {"running": {}},
+     "lastState": {"terminated": {"exitCode": 1, "message": "port taken"}}}]}}
+_SIDECAR_PULL = {"status": {"containerStatuses": [
+    {"name": "user-container", "state": {"running": {}}},
+    {"name": "queue-proxy", "state": {"waiting": {"reason": "ErrImagePull",
+                                                  "message": "surge-queue-proxy:dev"}}}]}}
 
 REVISIONS = [
     # (deployment, pods, previous conditions, initial scale,
@@ -75,6 +85,20 @@ REVISIONS = [
                   "Ready": ("False", "ProgressDeadlineExceeded")}, id="progress-deadline"),
     pytest.param(_deployment(2, 2), [_CRASH], [], 1, {"Ready": ("True", "")},
                  id="pods-not-read-when-all-ready"),
+    # Knative reads pods only while none is ready: one crashing pod of three is the
+    # Deployment's to replace.
+    pytest.param(_deployment(3, 2), [_CRASH], [], 1,
+                 {"ContainerHealthy": ("True", ""), "Ready": ("True", "")},
+                 id="one-bad-pod-among-ready-ones"),
+    pytest.param(_deployment(1, 0), [_EXIT_0], [], 1,
+                 {"ContainerHealthy": ("False", "ExitCode0"), "Ready": ("False", "ExitCode0")},
+                 id="exit-0-is-a-failure-too"),
+    pytest.param(_deployment(1, 0), [_SIDECAR_EXIT], [], 1,
+                 {"ContainerHealthy": ("Unknown", "Deploying")},
+                 id="sidecar-exit-not-the-users-failure"),
+    pytest.param(_deployment(1, 0), [_SIDECAR_PULL], [], 1,
+                 {"ResourcesAvailable": ("False", "ErrImagePull")},
+                 id="sidecar-image-pull-reported"),
 ]
 
 
@@ -95,6 +119,10 @@ def test_crash_message_names_the_exit():
                              now=T1)
     assert condition({"status": status}, "ContainerHealthy")["message"] \
         == "Container failed with: boom"
+    clean = revision_status({"metadata": {"name": "r"}}, _deployment(1, 0), pods=[_EXIT_0],
+                            now=T1)
+    assert condition({"status": clean}, "ContainerHealthy")["message"] \
+        == "Container failed with: container exited with no error"
 
 
 def test_transition_time_moves_only_when_the_status_changes():
