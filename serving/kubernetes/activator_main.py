@@ -5,11 +5,15 @@ informers program it instead of the local control plane:
 
 - Revisions, the `<rev>-private` Services and their EndpointSlices -> one
   `RevisionEndpoints` per revision: containerConcurrency and timeouts from the Revision,
-  pods from the slices' ready endpoints (endpoints.slice_pods), the mode from the
+  pods from the slices' endpoints (endpoints.slice_pods), the mode from the
   autoscaler's annotation (endpoints.mode_of; Proxy until it says Serve). Any event on
   one of the three recomputes that revision; a deleted Revision is removed.
   The activator probes every listed pod itself before routing to it, so a slice that
-  runs ahead of a queue-proxy costs nothing.
+  runs ahead of a queue-proxy costs nothing. Knative's probe optimisation: the list
+  holds not-ready endpoints too, so a cold start waits for the queue-proxy's answer,
+  not for the kubelet's next readiness period (10 s); with an exec readiness probe or
+  a startupProbe (endpoints.probe_optimisation) only Ready endpoints are listed. A pod
+  the slices move from ready to not ready is reprobed: out of rotation until it passes.
 - Routes -> the whole route table, rebuilt from every Route's status (endpoints.
   host_routes) on any Route event. Revisions are programmed before routes at start-up,
   since a route to an unknown revision answers 404.
@@ -21,8 +25,9 @@ informers program it instead of the local control plane:
 
 Worked example: Route hello status traffic 100% hello-00001; hello-00001-private's slice
 has no ready endpoint -> a request for hello.default.example.com is parked and poke
-goes to the autoscaler -> it scales to 1 -> the slice lists 10.0.0.5 ready -> the
-activator probes it, and the parked request goes to 10.0.0.5:8012.
+goes to the autoscaler -> it scales to 1 -> the slice lists 10.0.0.5, not ready yet ->
+the activator probes it, and once the queue-proxy answers the parked request goes to
+10.0.0.5:8012 (with a startupProbe on the revision: once the slice says ready).
 """
 
 from __future__ import annotations
@@ -36,15 +41,16 @@ from typing import Any
 import aiohttp
 
 from activator import Activator, ActivatorConfig
-from dataplane import Clock, MonotonicClock, RevisionEndpoints, RevisionKey, Stat, \
-    encode_wire_stats
+from dataplane import Clock, MonotonicClock, PodAddress, RevisionEndpoints, RevisionKey, \
+    Stat, encode_wire_stats
 from serving.reconciler import pod_template
 from serving.validation import ValidationError
 
 from .children import revision_model
 from .client import ENDPOINTSLICE, REVISION, ROUTE, SERVICE, Api, load_api
 from .controller import KindSource
-from .endpoints import host_routes, mode_of, revision_of_slice, slice_pods
+from .endpoints import host_routes, mode_of, probe_optimisation, revision_of_slice, \
+    slice_pods
 from .informer import Informer, backoff_s
 from .names import SERVICE_TYPE_LABEL, private_service_name
 
@@ -130,6 +136,8 @@ class KubernetesActivator:
         self.routes = informer(ROUTE, self._on_route)
         self._synced = False
         self._known: set[RevisionKey] = set()
+        # Each programmed revision's endpoints the slices said were ready, last time.
+        self._ready: dict[RevisionKey, frozenset[PodAddress]] = {}
 
     async def run(self) -> None:
         """Watch until cancelled; revisions are programmed before the first routes."""
@@ -165,6 +173,7 @@ class KubernetesActivator:
             return
         rev = self.revisions.get(key.namespace, key.name)
         if rev is None:
+            self._ready.pop(key, None)
             if key in self._known:
                 self._known.discard(key)
                 self.activator.remove_revision(key)
@@ -176,11 +185,18 @@ class KubernetesActivator:
             return
         slices = [s for s in self.slices.items() if revision_of_slice(s) == key]
         private = self.services.get(key.namespace, private_service_name(key.name))
+        pods = slice_pods(slices, include_not_ready=probe_optimisation(rev))
+        ready = frozenset(p.address for p in pods if p.ready)
+        was_ready, self._ready[key] = self._ready.get(key, frozenset()), ready
         self._known.add(key)
         self.activator.set_revision(RevisionEndpoints(
-            key, tuple(p.address for p in slice_pods(slices)), mode_of(private),
+            key, tuple(dict.fromkeys(p.address for p in pods)), mode_of(private),
             template.container_concurrency, template.timeout_s,
             template.response_start_timeout_s, template.idle_timeout_s))
+        # Knative reprobes a pod that left the ready set but is still listed: the kubelet
+        # saw its readiness fail, and a probe that passed before proves nothing now.
+        for address in sorted(({p.address for p in pods} - ready) & was_ready):
+            self.activator.reprobe(key, address)
 
     def _program_routes(self) -> None:
         if not self._synced:

@@ -1,8 +1,10 @@
 """`surge activator` against the in-memory API server on 127.0.0.1: requests are routed by
 Host from Route status to stand-in pods (loopback servers answering the activator's
-probe); a request for a revision at zero is held until its EndpointSlice lists a ready
-endpoint; the stats it pushes over a websocket reach a StatServer; the mode annotation
-switches a revision to serve mode."""
+probe); a request for a revision at zero is held until its EndpointSlice lists an
+endpoint whose probe passes (a not-ready one will do, Knative's probe optimisation,
+unless the revision has a startupProbe: then only a ready one); a pod the slice moves
+from ready to not ready is reprobed; the stats it pushes over a websocket reach a
+StatServer; the mode annotation switches a revision to serve mode."""
 
 from __future__ import annotations
 
@@ -39,12 +41,23 @@ async def fake():
     await server.stop()
 
 
+class Probes:
+    """How a stand-in answers the activator's probe; `failed` is set on each 503 it gives."""
+
+    def __init__(self) -> None:
+        self.passing = True
+        self.failed = asyncio.Event()
+
+
 @contextlib.asynccontextmanager
-async def stand_in_pod(name: str):
-    """A queue-proxy stand-in on 127.0.0.1: passes the activator's probe, names itself."""
+async def stand_in_pod(name: str, probes: Probes | None = None):
+    """A queue-proxy stand-in on 127.0.0.1: answers the activator's probe, names itself."""
     async def handle(request: web.Request) -> web.Response:
         if request.headers.get("K-Network-Probe") == "queue":
-            return web.Response(text="queue")
+            if probes is None or probes.passing:
+                return web.Response(text="queue")
+            probes.failed.set()
+            return web.Response(status=503)
         return web.Response(text=f"{name} {request.host}")
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
@@ -58,17 +71,19 @@ async def stand_in_pod(name: str):
         await runner.cleanup()
 
 
-def endpoint_slice(rev: str, port: int) -> dict:
+def endpoint_slice(rev: str, port: int, *, ready: bool = True) -> dict:
     return {"metadata": {"name": f"{rev}-private-x", "namespace": "default",
                          "labels": {"kubernetes.io/service-name": f"{rev}-private"}},
             "addressType": "IPv4", "ports": [{"name": "http", "port": port}],
-            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]}
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": ready}}]}
 
 
-async def seed_route(fake, route: str, rev: str) -> None:
-    """A Revision, its private Service, and a Route whose status sends it 100%."""
+async def seed_route(fake, route: str, rev: str, **container) -> None:
+    """A Revision (`container` fields added to its container), its private Service, and a
+    Route whose status sends it 100%."""
     _, _, _, revision = children_of("basic/service.yaml")
     revision["metadata"]["name"] = rev
+    revision["spec"]["containers"][0].update(container)
     revision = await fake.put(KSVC, "revisions", revision)
     await fake.put("v1", "services", make_private_service(revision))
     await fake.put(KSVC, "routes", {
@@ -106,6 +121,18 @@ async def running_activator(fake, tmp_path, stats_url: str):
 async def get(session, port: int, host: str) -> tuple[int, str]:
     async with session.get(f"http://127.0.0.1:{port}/", headers={"Host": host}) as resp:
         return resp.status, await resp.text()
+
+
+async def park(activator, client, host: str, key: RevisionKey) -> asyncio.Task:
+    """Send a request for a revision at zero; return once the activator holds it."""
+    # Polls, bounded by the caller's timeout: the activator has no event for either step.
+    while host not in activator.stats().hosts:
+        await asyncio.sleep(0.01)
+    held = asyncio.create_task(get(client, activator.port, host))
+    while activator.revision_stats(key).waiting == 0 and not held.done():
+        await asyncio.sleep(0.01)
+    assert not held.done(), held.result()
+    return held
 
 
 async def test_routes_by_host_and_holds_a_revision_at_zero_until_a_ready_endpoint(
@@ -174,6 +201,72 @@ async def test_mode_annotation_switches_the_revision_to_serve(fake, tmp_path):
             async with aiohttp.ClientSession() as client:
                 assert await get(client, activator.port, "hello.default.example.com") \
                     == (200, "warm hello.default.example.com")
+
+
+async def test_a_not_ready_endpoint_serves_a_parked_request_once_its_probe_passes(
+        fake, tmp_path):
+    key = RevisionKey("default", "cold-00001")
+    async with asyncio.timeout(20), stand_in_pod("cold") as port:
+        await seed_route(fake, "cold", key.name)
+        async with running_activator(fake, tmp_path, "ws://127.0.0.1:1") as (activator, _), \
+                aiohttp.ClientSession() as client:
+            held = await park(activator, client, "cold.default.example.com", key)
+            try:
+                # The kubelet has not said Ready (and never does here): the queue-proxy's
+                # answer to the activator's own probe is enough.
+                await fake.put(SLICES, "endpointslices",
+                               endpoint_slice(key.name, port, ready=False))
+                assert await held == (200, "cold cold.default.example.com")
+            finally:
+                held.cancel()
+
+
+async def test_with_a_startup_probe_a_not_ready_endpoint_waits_for_ready(fake, tmp_path):
+    slow, hello = RevisionKey("default", "slow-00001"), RevisionKey("default", "hello-00001")
+    async with asyncio.timeout(20), stand_in_pod("slow") as slow_port, \
+            stand_in_pod("warm") as warm_port:
+        await seed_route(fake, "slow", slow.name,
+                         startupProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 1})
+        await seed_route(fake, "hello", hello.name)
+        async with running_activator(fake, tmp_path, "ws://127.0.0.1:1") as (activator, _), \
+                aiohttp.ClientSession() as client:
+            held = await park(activator, client, "slow.default.example.com", slow)
+            try:
+                await fake.put(SLICES, "endpointslices",
+                               endpoint_slice(slow.name, slow_port, ready=False))
+                # One watch delivers slices in order, and a pod listed earlier is probed
+                # no later than one listed after it: once hello's pod is healthy, slow's
+                # would be too had it been listed.
+                await fake.put(SLICES, "endpointslices", endpoint_slice(hello.name, warm_port))
+                await activator.wait_healthy(hello)
+                assert activator.healthy_pods(slow) == frozenset()
+                assert not held.done()
+                await fake.modify(SLICES, "endpointslices", endpoint_slice(slow.name, slow_port))
+                assert await held == (200, "slow slow.default.example.com")
+            finally:
+                held.cancel()
+
+
+async def test_a_pod_that_stops_being_ready_is_reprobed(fake, tmp_path):
+    key = RevisionKey("default", "hello-00001")
+    probes = Probes()
+    async with asyncio.timeout(20), stand_in_pod("warm", probes) as port:
+        await seed_route(fake, "hello", key.name)
+        await fake.put(SLICES, "endpointslices", endpoint_slice(key.name, port))
+        async with running_activator(fake, tmp_path, "ws://127.0.0.1:1") as (activator, _), \
+                aiohttp.ClientSession() as client:
+            await activator.wait_healthy(key)
+            probes.passing = False
+            await fake.modify(SLICES, "endpointslices",
+                              endpoint_slice(key.name, port, ready=False))
+            # Only a reprobe sends a probe to a pod that already passed one; the pod was
+            # out of rotation before it was sent.
+            await probes.failed.wait()
+            assert activator.healthy_pods(key) == frozenset()
+            probes.passing = True
+            await activator.wait_healthy(key)  # back once its probe passes, still not Ready
+            assert await get(client, activator.port, "hello.default.example.com") \
+                == (200, "warm hello.default.example.com")
 
 
 @pytest.mark.integration
