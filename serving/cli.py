@@ -131,7 +131,8 @@ def cmd_controller(args: argparse.Namespace) -> int:
 def cmd_autoscaler(args: argparse.Namespace) -> int:
     """Scale revisions' Deployments on the cluster of --kubeconfig (or in-cluster)."""
     from serving.kubernetes.autoscaler_main import run_autoscaler
-    return _run_daemon(run_autoscaler(args.kubeconfig, args.stats_port), args.log_level)
+    return _run_daemon(run_autoscaler(args.kubeconfig, args.stats_port,
+                                      args.metrics_port or None), args.log_level)
 
 
 def cmd_activator(args: argparse.Namespace) -> int:
@@ -280,6 +281,12 @@ def _port(value: str) -> int:
     return int(value)
 
 
+def _port_or_off(value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port (1-65535; 0 turns it off)")
+    return int(value)
+
+
 def _kind(value: str) -> str:
     if value not in KIND_ALIASES:
         raise argparse.ArgumentTypeError(
@@ -341,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     autoscaler.add_argument("--stats-port", type=_port, default=8080, metavar="N",
                             help="port of the stat server the activator pushes to "
                                  "(default: 8080)")
+    autoscaler.add_argument("--metrics-port", type=_port_or_off, default=9090, metavar="N",
+                            help="Prometheus /metrics port (default: 9090; 0 turns it off)")
     autoscaler.set_defaults(func=cmd_autoscaler)
 
     activator = sub.add_parser(

@@ -5,6 +5,8 @@ Nothing exported here talks to a cluster. Modules:
   references;
 - `children`: a Service's Configuration and Route, a Configuration's Revision;
 - `deployment`: a Revision's Deployment with the queue-proxy sidecar; config-deployment;
+- `metrics_server`: the Prometheus endpoint of the autoscaler and activator daemons
+  (aiohttp; imported by path, like the I/O half below);
 - `podspec`: the pod fields only Kubernetes honours (envFrom, volumes, ...), checked and
   passed through to the Deployment as written;
 - `services`: the per-revision private Service and the per-route placeholder Services;
@@ -47,6 +49,7 @@ from .endpoints import (
     host_routes,
     mode_annotation,
     mode_of,
+    probe_optimisation,
     revision_of_slice,
     slice_pods,
 )
@@ -140,6 +143,7 @@ __all__ = [
     "plan",
     "plan_status",
     "private_service_name",
+    "probe_optimisation",
     "problems_message",
     "render_conditions",
     "revision_labels",

@@ -39,7 +39,9 @@ from typing import Any
 
 import aiohttp
 
-from autoscaler import AutoscalerConfig, PodScraper, StatServer
+from prometheus_client import CollectorRegistry
+
+from autoscaler import AutoscalerConfig, AutoscalerMetrics, PodScraper, StatServer
 from dataplane import Clock, Mode, MonotonicClock, RevisionEndpoints, RevisionKey
 from serving.autoscaling import Autoscaling
 from serving.configmaps import AUTOSCALER_CONFIG, SYSTEM_NAMESPACE, parse_autoscaler_configmap
@@ -54,6 +56,7 @@ from .controller import KindSource, rfc3339_now
 from .deployment import QUEUE_ADMIN_PORT, QUEUE_METRICS_PORT
 from .endpoints import mode_annotation, revision_of_slice, slice_pods
 from .informer import Informer, WorkQueue, backoff_s
+from .metrics_server import DEFAULT_METRICS_PORT, MetricsServer
 from .names import ROUTING_STATE_LABEL, deployment_name, private_service_name
 
 __all__ = ["DEFAULT_STATS_PORT", "DeploymentScaler", "KubernetesAutoscaler",
@@ -174,15 +177,21 @@ class KubernetesAutoscaler:
                                        endpoints=self.modes, scraper=PodScraper(session),
                                        tick_interval_s=tick_interval_s)
         self.stat_server = StatServer(self.autoscaling.multiscaler.ingest, clock=clock)
+        self.metrics = CollectorRegistry()
+        AutoscalerMetrics(self.autoscaling.multiscaler, self.metrics)
+        self.metrics_server = MetricsServer(self.metrics)
         self._watched: set[RevisionKey] = set()
         self._plans: dict[RevisionKey, RevisionPlan] = {}
         self._synced = False
 
     async def run(self, *, host: str = "0.0.0.0", stats_port: int = DEFAULT_STATS_PORT,
-                  sock=None) -> None:
-        """Serve stats, watch the cluster and scale until cancelled."""
+                  sock=None, metrics_port: int | None = None) -> None:
+        """Serve stats (and /metrics on `metrics_port`), watch the cluster and scale
+        until cancelled."""
         await self.stat_server.start(host=host, port=stats_port, sock=sock)
         try:
+            if metrics_port is not None:
+                await self.metrics_server.start(host, metrics_port)
             async with asyncio.TaskGroup() as tg:
                 informers = (self.configmaps, self.deployments, self.slices, self.revisions)
                 for inf in informers:
@@ -195,6 +204,7 @@ class KubernetesAutoscaler:
                 tg.create_task(self.autoscaling.run())
                 tg.create_task(self._worker())
         finally:
+            await self.metrics_server.close()
             await self.stat_server.close()
 
     # -------------------------------------------------------------- events (sync)
@@ -340,12 +350,13 @@ def _key(obj: Mapping[str, Any]) -> RevisionKey:
     return RevisionKey(meta.get("namespace", ""), meta.get("name", ""))
 
 
-async def run_autoscaler(kubeconfig: str | None, stats_port: int = DEFAULT_STATS_PORT) -> None:
+async def run_autoscaler(kubeconfig: str | None, stats_port: int = DEFAULT_STATS_PORT,
+                         metrics_port: int | None = DEFAULT_METRICS_PORT) -> None:
     """`surge autoscaler`: scale revisions until cancelled (SIGTERM/SIGINT cancel it)."""
     api = await load_api(kubeconfig)
     try:
         async with aiohttp.ClientSession() as session:
             await KubernetesAutoscaler(api, session, clock=MonotonicClock()).run(
-                stats_port=stats_port)
+                stats_port=stats_port, metrics_port=metrics_port)
     finally:
         await api.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import re
 import signal
 import socket
 import sys
@@ -19,6 +20,7 @@ import pytest
 from aiohttp import web
 from k8s_fake_api import FakeApiServer
 from k8s_world import children_of, seed
+from support.stack import free_port
 
 from dataplane import MonotonicClock, RevisionKey, Stat, encode_wire_stats
 from dataplane.stat import PROTOBUF_CONTENT_TYPE
@@ -88,7 +90,7 @@ async def running_autoscaler(fake, tmp_path):
     async with aiohttp.ClientSession() as session:
         autoscaler = KubernetesAutoscaler(api, session, clock=MonotonicClock(),
                                           tick_interval_s=0.2)
-        task = asyncio.create_task(autoscaler.run(sock=sock))
+        task = asyncio.create_task(autoscaler.run(sock=sock, metrics_port=0))
         try:
             yield autoscaler
         finally:
@@ -160,6 +162,13 @@ async def test_ready_endpoints_are_scraped_and_the_deployment_scaled_to_the_kpa_
                     == sorted([port_a, port_b])
                 # TBC 211 with 6 pods of capacity 1 leaves no spare: the activator stays in.
                 await fake.wait_for(lambda: mode(fake) == "Proxy")
+                # Prometheus sees the decision under Knative's name on the metrics port.
+                async with aiohttp.ClientSession() as http, http.get(
+                        f"http://127.0.0.1:{autoscaler.metrics_server.port}/metrics") as resp:
+                    text = await resp.text()
+                assert resp.status == 200
+                assert re.search(r'^autoscaler_desired_pods\{[^}]*revision_name="'
+                                 + REV + r'"[^}]*\} 6\.0$', text, re.M), text
     scale_patches = [w for w in fake.writes if w[1].endswith("/scale")]
     assert scale_patches == [("PATCH", f"/apis/apps/v1/namespaces/default/deployments/"
                                        f"{REV}-deployment/scale")]
@@ -225,10 +234,15 @@ async def test_surge_autoscaler_command_publishes_the_mode_and_stops_on_sigterm(
     await seed_revision(fake, {}, replicas=0)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "serving.cli", "autoscaler", "--kubeconfig",
-        str(fake.kubeconfig(tmp_path)), "--stats-port", "0", stderr=asyncio.subprocess.PIPE)
+        str(fake.kubeconfig(tmp_path)), "--stats-port", "0", "--metrics-port",
+        str(metrics_port := free_port()), stderr=asyncio.subprocess.PIPE)
     try:
         async with asyncio.timeout(30):
             await fake.wait_for(lambda: mode(fake) == "Proxy", timeout_s=25)
+            async with aiohttp.ClientSession() as http, http.get(
+                    f"http://127.0.0.1:{metrics_port}/metrics") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Type"].startswith("text/plain")
             proc.send_signal(signal.SIGTERM)
             _, stderr = await proc.communicate()
         assert proc.returncode == 0, stderr.decode()
