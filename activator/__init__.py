@@ -3,7 +3,8 @@
 Routes requests by Host, `Knative-Serving-Tag` and percent split to revisions; per
 revision either holds and throttles them (PROXY mode: queue, probe new pods, poke the
 autoscaler on a cold start) or sends them straight to ready pods (SERVE mode); reports
-the concurrency it holds to a `dataplane.StatSink`. Imports only `dataplane` (and
+the concurrency it holds to a `dataplane.StatSink`; Knative's activator metrics come
+from `Activator.metrics_collector(registry)` (metrics.py). Imports only `dataplane` (and
 aiohttp for the pod probe). Start with `Activator`; see activator.py.
 """
 
@@ -18,6 +19,16 @@ from .lb_policy import (
     policy_for,
     power_of_two_choices,
     round_robin,
+)
+from .metrics import (
+    LEGACY_COUNTERS,
+    ActivatorMetrics,
+    MetricsSource,
+    RequestCounts,
+    RevisionMetrics,
+    RevisionNamesFn,
+    RevisionRequests,
+    StatsConnection,
 )
 from .prober import HttpProbe, PodProber
 from .reporter import ConcurrencyReporter
@@ -35,9 +46,11 @@ from .throttler import (
 
 __all__ = [
     "DEFAULT_QUEUE_DEPTH",
+    "LEGACY_COUNTERS",
     "Activator",
     "ActivatorConfig",
     "ActivatorHandler",
+    "ActivatorMetrics",
     "ActivatorStats",
     "CapacityError",
     "CapacityTimeoutError",
@@ -45,14 +58,20 @@ __all__ = [
     "HostRoute",
     "HttpProbe",
     "LBPolicy",
+    "MetricsSource",
     "Pick",
     "PodProber",
     "PodSlot",
     "PodTracker",
     "QueueFullError",
+    "RequestCounts",
     "RevisionGoneError",
+    "RevisionMetrics",
+    "RevisionNamesFn",
+    "RevisionRequests",
     "RevisionState",
     "RouteTable",
+    "StatsConnection",
     "Throttler",
     "ThrottlerStats",
     "first_available",

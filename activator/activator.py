@@ -9,6 +9,7 @@
     prober ── a pod's probe passed ──► throttler gets the new healthy set
     clients ──► ProxyServer ──► ActivatorHandler ──► pods' queue-proxies
     reporter ── every 1 s, and the cold-start poke ──► StatSink (the autoscaler)
+    Prometheus ── scrape ──► ActivatorMetrics ── revision_metrics() ──► counts, gauges
 
 The healthy pods of a revision are the listed pods whose probe passed (prober.py); the
 throttler routes only to those. A pod left out of a new `RevisionEndpoints` takes no new
@@ -32,6 +33,8 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from prometheus_client.registry import CollectorRegistry
+
 from dataplane import (
     REPORTING_PERIOD_S,
     Clock,
@@ -43,6 +46,7 @@ from dataplane import (
 from dataplane.proxy import ProxyConfig, ProxyServer, ProxyStats
 
 from .handler import ActivatorHandler, RevisionState
+from .metrics import ActivatorMetrics, RevisionMetrics, RevisionNamesFn, StatsConnection
 from .prober import PROBE_PERIOD_S, PROBE_TIMEOUT_S, PodProber, ProbeFn
 from .reporter import ConcurrencyReporter
 from .routes import HostRoute, RouteTable
@@ -221,6 +225,31 @@ class Activator:
         """One revision's throttler snapshot (its mode, pods, load), None if unknown."""
         state = self._handler.revisions.get(key)
         return None if state is None else state.throttler.stats()
+
+    def revision_metrics(self) -> list[RevisionMetrics]:
+        """Each known revision's figures for Prometheus (read at scrape time, not per request)."""
+        out = []
+        for key, state in self._handler.revisions.items():
+            throttled = state.throttler.stats()
+            out.append(RevisionMetrics(
+                key, self._reporter.concurrency(key), throttled.waiting, throttled.in_flight,
+                state.requests.snapshot()))
+        return out
+
+    def metrics_collector(
+        self,
+        registry: CollectorRegistry,
+        *,
+        names: RevisionNamesFn | None = None,
+        connection: StatsConnection | None = None,
+    ) -> ActivatorMetrics:
+        """Register this activator's Knative metrics in `registry` and return the collector.
+
+        `names` gives a revision's Service and Configuration names for the labels
+        (`unknown` without it); `connection` adds the stats-connection gauge and counter.
+        """
+        return ActivatorMetrics(self, registry, pod_name=self.config.pod_name, names=names,
+                                connection=connection)
 
     def healthy_pods(self, key: RevisionKey) -> frozenset[PodAddress]:
         """The revision's pods whose probe passed (the ones requests may go to)."""

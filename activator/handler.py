@@ -25,7 +25,9 @@ here it is flattened into the engine's two hooks, in the same order:
       6. forward      to the pod's queue-proxy with the revision's timeouts; on a failure
                       before any response byte the retry hook releases the pod and picks
                       another (see below).
-    finish(head, outcome): exactly once per begun request: release the pod, count out.
+    finish(head, outcome): exactly once per begun request: release the pod, count out,
+                      and count the request and its latency under its status for the
+                      revision's metrics (plain ints, metrics.py; 502 if none was sent).
 
 Headers. Host stays as the client sent it: Knative moves it into `K-Original-Host`
 because it rewrites Host to reach the pod through a Kubernetes Service; we connect to
@@ -58,6 +60,7 @@ from dataplane.proxy import ErrorKind, Forward, LocalResponse, Outcome, RequestH
 from dataplane.proxy import ServiceUnavailable
 from dataplane.proxy import headers as h
 
+from .metrics import RevisionRequests
 from .reporter import ConcurrencyReporter
 from .routes import RouteTable
 from .throttler import CapacityError, PodTracker, Throttler
@@ -88,14 +91,15 @@ _NO_VALUES: tuple[bytes | None, ...] = (None,) * 7
 
 
 class RevisionState:
-    """One revision as the handler sees it: endpoints, throttler and Forwards per pod."""
+    """One revision as the handler sees it: endpoints, throttler, Forwards per pod, counts."""
 
-    __slots__ = ("key", "endpoints", "throttler", "_forwards", "_retry")
+    __slots__ = ("key", "endpoints", "throttler", "requests", "_forwards", "_retry")
 
     def __init__(self, endpoints: RevisionEndpoints, throttler: Throttler, retry: Callable) -> None:
         self.key = endpoints.key
         self.endpoints = endpoints
         self.throttler = throttler
+        self.requests = RevisionRequests()  # finished requests, for the metrics collector
         self._retry = retry
         self._forwards: dict[PodAddress, Forward] = {}
 
@@ -234,13 +238,18 @@ class ActivatorHandler:
 
     # -- finish ------------------------------------------------------------------------
     def finish(self, head: RequestHead, outcome: Outcome) -> None:
-        """Release the pod and count the request out, exactly once."""
+        """Release the pod, count the request out and into the metrics, exactly once."""
         ticket = head.context
         if not isinstance(ticket, _Ticket):
             return  # answered locally before routing
         ticket.finished = True
+        state = ticket.state
         if ticket.tracker is not None:
-            ticket.state.throttler.release(ticket.tracker)
+            state.throttler.release(ticket.tracker)
             ticket.tracker = None
+        end = outcome.end
         if ticket.proxied:
-            self._reporter.request_out(ticket.state.key, outcome.end)
+            self._reporter.request_out(state.key, end)
+        # Nothing sent (client gone, connection cut): counted as 502, as the queue-proxy
+        # does, so every routed request shows up under some status.
+        state.requests.record(outcome.status or 502, end - head.arrival)

@@ -38,11 +38,12 @@ _log = logging.getLogger(__name__)
 
 
 class _Entry:
-    __slots__ = ("stats", "first_request")
+    __slots__ = ("stats", "first_request", "reported")
 
     def __init__(self, now: float) -> None:
         self.stats = RequestStats(now)
         self.first_request = 1.0  # the poke, to subtract from the next report
+        self.reported = 0.0  # the average concurrency in the last periodic report
 
 
 class ConcurrencyReporter:
@@ -89,6 +90,11 @@ class ConcurrencyReporter:
         entry = self._entries.get(key)
         return 0 if entry is None else entry.stats.concurrency
 
+    def concurrency(self, key: RevisionKey) -> float:
+        """The average concurrency last reported for `key` (poke subtracted); 0 without an entry."""
+        entry = self._entries.get(key)
+        return 0.0 if entry is None else entry.reported
+
     def forget(self, key: RevisionKey) -> None:
         """Drop a removed revision's entry (its requests in flight stop counting)."""
         self._entries.pop(key, None)
@@ -101,9 +107,10 @@ class ConcurrencyReporter:
             first, entry.first_request = entry.first_request, 0.0
             if rep.average_concurrency == 0 and entry.stats.concurrency == 0:
                 del self._entries[key]
+            entry.reported = max(rep.average_concurrency - first, 0.0)
             out.append((key, Stat(
                 pod_name=self._pod_name,
-                average_concurrent_requests=max(rep.average_concurrency - first, 0.0),
+                average_concurrent_requests=entry.reported,
                 request_count=max(rep.request_count - first, 0.0) / self._period_s,
             )))
         return out
