@@ -138,8 +138,8 @@ def cmd_autoscaler(args: argparse.Namespace) -> int:
 def cmd_activator(args: argparse.Namespace) -> int:
     """Serve the ingress for the cluster of --kubeconfig (or in-cluster)."""
     from serving.kubernetes.activator_main import run_activator
-    return _run_daemon(run_activator(args.kubeconfig, args.port, args.autoscaler),
-                       args.log_level)
+    return _run_daemon(run_activator(args.kubeconfig, args.port, args.autoscaler,
+                                     metrics_port=args.metrics_port or None), args.log_level)
 
 
 def _read_manifest(name: str) -> tuple[str, str]:
@@ -362,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
                            default="ws://autoscaler.knative-serving.svc.cluster.local:8080",
                            help="the autoscaler's stat server websocket (default: "
                                 "ws://autoscaler.knative-serving.svc.cluster.local:8080)")
+    activator.add_argument("--metrics-port", type=_port_or_off, default=9090, metavar="N",
+                           help="Prometheus /metrics port (default: 9090; 0 turns it off)")
     activator.set_defaults(func=cmd_activator)
 
     apply = sub.add_parser("apply", parents=[common], help="apply manifests",

@@ -22,6 +22,12 @@ informers program it instead of the local control plane:
   stat server (Knative's statforwarder); on a failure it reconnects after `backoff_s`
   (0.5 s doubling to 30 s). Stats queued while disconnected are kept up to
   `MAX_PENDING` (oldest dropped first: a stale second is worth less than a fresh one).
+  The sink's `reachable` (a websocket is open) and `errors` (attempts failed and
+  connections lost) are Knative's `kn_activator_stats_conn_*` metrics.
+- Metrics -> Prometheus `GET /metrics` on the metrics port (9090, `http-metrics`):
+  the activator's Knative metrics (activator/metrics.py), labelled with the Service and
+  Configuration names from the Revision's `serving.knative.dev/service` and
+  `/configuration` labels in the informer's cache, and `pod_name` from `POD_NAME`.
 
 Worked example: Route hello status traffic 100% hello-00001; hello-00001-private's slice
 has no ready endpoint -> a request for hello.default.example.com is parked and poke
@@ -34,15 +40,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+from prometheus_client import CollectorRegistry
 
-from activator import Activator, ActivatorConfig
+from activator import Activator, ActivatorConfig, StatsConnection
 from dataplane import Clock, MonotonicClock, PodAddress, RevisionEndpoints, RevisionKey, \
     Stat, encode_wire_stats
+from serving.model import CONFIGURATION_LABEL, SERVICE_LABEL
 from serving.reconciler import pod_template
 from serving.validation import ValidationError
 
@@ -52,6 +61,7 @@ from .controller import KindSource
 from .endpoints import host_routes, mode_of, probe_optimisation, revision_of_slice, \
     slice_pods
 from .informer import Informer, backoff_s
+from .metrics_server import DEFAULT_METRICS_PORT, MetricsServer
 from .names import SERVICE_TYPE_LABEL, private_service_name
 
 __all__ = ["DEFAULT_AUTOSCALER_URL", "DEFAULT_PORT", "KubernetesActivator", "MAX_PENDING",
@@ -80,6 +90,8 @@ class WebSocketStatSink:
         self._wake = asyncio.Event()
         self.sent = 0
         self.connects = 0
+        self.reachable = False  # a websocket to the autoscaler is open now
+        self.errors = 0  # connection attempts that failed, and connections lost
 
     def send(self, key: RevisionKey, stat: Stat) -> None:
         """Queue one stat; the sender flushes it with whatever else is pending."""
@@ -93,10 +105,15 @@ class WebSocketStatSink:
             try:
                 async with self._session.ws_connect(self._url, heartbeat=30.0) as ws:
                     self.connects += 1
+                    self.reachable = True
                     failures = 0
                     await self._stream(ws)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 _log.warning("stat stream to %s failed: %r", self._url, exc)
+            finally:
+                self.reachable = False
+            # Not reached when cancelled: a shutdown is no connection error.
+            self.errors += 1
             failures += 1
             await self._clock.sleep(backoff_s(failures))
 
@@ -121,11 +138,16 @@ class WebSocketStatSink:
 
 
 class KubernetesActivator:
-    """Informers that program an Activator from Routes, Revisions and EndpointSlices."""
+    """Informers that program an Activator from Routes, Revisions and EndpointSlices;
+    its metrics on a Prometheus endpoint."""
 
     def __init__(self, api: Api, activator: Activator, *, clock: Clock,
-                 resync_s: float = 600.0) -> None:
+                 resync_s: float = 600.0, connection: StatsConnection | None = None) -> None:
         self.activator = activator
+        self.metrics = CollectorRegistry()
+        activator.metrics_collector(self.metrics, names=self.revision_names,
+                                    connection=connection)
+        self.metrics_server = MetricsServer(self.metrics)
 
         def informer(kind, handler, selector=None) -> Informer:
             return Informer(KindSource(api, kind, None, selector), handler, clock=clock,
@@ -139,18 +161,29 @@ class KubernetesActivator:
         # Each programmed revision's endpoints the slices said were ready, last time.
         self._ready: dict[RevisionKey, frozenset[PodAddress]] = {}
 
-    async def run(self) -> None:
-        """Watch until cancelled; revisions are programmed before the first routes."""
-        async with asyncio.TaskGroup() as tg:
-            informers = (self.revisions, self.services, self.slices, self.routes)
-            for inf in informers:
-                tg.create_task(inf.run())
-            for inf in informers:
-                await inf.synced.wait()
-            self._synced = True
-            for rev in self.revisions.items():
-                self._program(RevisionKey(_meta(rev)["namespace"], _meta(rev)["name"]))
-            self._program_routes()
+    async def run(self, *, host: str = "0.0.0.0", metrics_port: int | None = None) -> None:
+        """Watch until cancelled (revisions are programmed before the first routes);
+        serve /metrics on host:`metrics_port` meanwhile, unless it is None."""
+        try:
+            if metrics_port is not None:
+                await self.metrics_server.start(host, metrics_port)
+            async with asyncio.TaskGroup() as tg:
+                informers = (self.revisions, self.services, self.slices, self.routes)
+                for inf in informers:
+                    tg.create_task(inf.run())
+                for inf in informers:
+                    await inf.synced.wait()
+                self._synced = True
+                for rev in self.revisions.items():
+                    self._program(RevisionKey(_meta(rev)["namespace"], _meta(rev)["name"]))
+                self._program_routes()
+        finally:
+            await self.metrics_server.close()
+
+    def revision_names(self, key: RevisionKey) -> tuple[str, str]:
+        """The revision's Service and Configuration names from its labels ("" if absent)."""
+        labels = _meta(self.revisions.get(key.namespace, key.name)).get("labels") or {}
+        return labels.get(SERVICE_LABEL, ""), labels.get(CONFIGURATION_LABEL, "")
 
     def _on_revision(self, type_: str, obj: dict[str, Any]) -> None:
         self._program(RevisionKey(_meta(obj).get("namespace", ""), _meta(obj).get("name", "")))
@@ -218,19 +251,25 @@ class KubernetesActivator:
 
 async def run_activator(kubeconfig: str | None, port: int = DEFAULT_PORT,
                         autoscaler_url: str = DEFAULT_AUTOSCALER_URL, *,
-                        host: str = "0.0.0.0") -> None:
-    """`surge activator`: serve the ingress until cancelled (SIGTERM/SIGINT cancel it)."""
+                        host: str = "0.0.0.0",
+                        metrics_port: int | None = DEFAULT_METRICS_PORT) -> None:
+    """`surge activator`: serve the ingress (and /metrics on `metrics_port` unless None)
+    until cancelled (SIGTERM/SIGINT cancel it)."""
     api = await load_api(kubeconfig)
     clock = MonotonicClock()
+    # Knative's activator names itself by its pod (the downward API's POD_NAME in
+    # config/): in its stats and in the metrics' pod_name label.
+    config = ActivatorConfig(pod_name=os.environ.get("POD_NAME") or "activator")
     try:
         async with aiohttp.ClientSession() as session:
             sink = WebSocketStatSink(autoscaler_url, session, clock=clock)
-            activator = Activator(clock, sink, config=ActivatorConfig())
+            activator = Activator(clock, sink, config=config)
+            kube = KubernetesActivator(api, activator, clock=clock, connection=sink)
             await activator.start(host, port)
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(sink.run())
-                    tg.create_task(KubernetesActivator(api, activator, clock=clock).run())
+                    tg.create_task(kube.run(host=host, metrics_port=metrics_port))
             finally:
                 await activator.aclose()
     finally:

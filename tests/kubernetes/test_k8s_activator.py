@@ -4,13 +4,15 @@ probe); a request for a revision at zero is held until its EndpointSlice lists a
 endpoint whose probe passes (a not-ready one will do, Knative's probe optimisation,
 unless the revision has a startupProbe: then only a ready one); a pod the slice moves
 from ready to not ready is reprobed; the stats it pushes over a websocket reach a
-StatServer; the mode annotation switches a revision to serve mode."""
+StatServer, and its metrics port shows the requests served and the stats connection;
+the mode annotation switches a revision to serve mode."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import copy
+import re
 import signal
 import socket
 import sys
@@ -20,6 +22,7 @@ import pytest
 from aiohttp import web
 from k8s_fake_api import FakeApiServer
 from k8s_world import children_of
+from support.stack import free_port
 
 from activator import Activator, ActivatorConfig
 from dataplane import Mode, MonotonicClock, RevisionKey
@@ -103,11 +106,12 @@ async def running_activator(fake, tmp_path, stats_url: str):
     async with aiohttp.ClientSession() as session:
         sink = WebSocketStatSink(stats_url, session, clock=clock)
         activator = Activator(clock, sink, config=ActivatorConfig(shutdown_timeout_s=1.0))
+        kube = KubernetesActivator(api, activator, clock=clock, connection=sink)
         await activator.start(sock=sock)
         tasks = [asyncio.create_task(sink.run()),
-                 asyncio.create_task(KubernetesActivator(api, activator, clock=clock).run())]
+                 asyncio.create_task(kube.run(host="127.0.0.1", metrics_port=0))]
         try:
-            yield activator, sink
+            yield activator, sink, kube
         finally:
             for t in tasks:
                 t.cancel()
@@ -156,7 +160,7 @@ async def test_routes_by_host_and_holds_a_revision_at_zero_until_a_ready_endpoin
             await seed_route(fake, "cold", "cold-00001")
             await fake.put(SLICES, "endpointslices", endpoint_slice("hello-00001", warm_port))
             url = f"ws://127.0.0.1:{stat_server.port}"
-            async with running_activator(fake, tmp_path, url) as (activator, sink), \
+            async with running_activator(fake, tmp_path, url) as (activator, sink, kube), \
                     aiohttp.ClientSession() as client:
                 await activator.wait_healthy(RevisionKey("default", "hello-00001"))
                 for host in ("hello.default.example.com", "hello.default.svc.cluster.local",
@@ -176,6 +180,16 @@ async def test_routes_by_host_and_holds_a_revision_at_zero_until_a_ready_endpoin
                 finally:
                     held.cancel()
                 assert sink.connects == 1
+                # Prometheus sees the six served requests under Knative's legacy name,
+                # labelled from the Revision's labels, and the connection as up.
+                async with client.get(
+                        f"http://127.0.0.1:{kube.metrics_server.port}/metrics") as resp:
+                    assert resp.status == 200
+                    metrics = await resp.text()
+                assert re.search(r'^activator_request_count\{[^}]*response_code="200"[^}]*'
+                                 r'revision_name="hello-00001",service_name="helloworld-python"'
+                                 r'\} 6\.0$', metrics, re.M), metrics
+                assert 'kn_activator_stats_conn_reachable{peer="autoscaler"} 1.0' in metrics
     finally:
         await stat_server.close()
         stats_sock.close()
@@ -189,7 +203,8 @@ async def test_mode_annotation_switches_the_revision_to_serve(fake, tmp_path):
         await seed_route(fake, "hello", "hello-00001")
         await fake.put(SLICES, "endpointslices", endpoint_slice("hello-00001", port))
         # No autoscaler listening: the sink keeps reconnecting, routing is unaffected.
-        async with running_activator(fake, tmp_path, "ws://127.0.0.1:1") as (activator, _):
+        async with running_activator(fake, tmp_path, "ws://127.0.0.1:1") as (activator, sink,
+                                                                             kube):
             await activator.wait_healthy(key)
             assert activator.revision_stats(key).mode is Mode.PROXY
             svc = copy.deepcopy(fake.find("services/v1", "default", "hello-00001-private"))
@@ -201,6 +216,14 @@ async def test_mode_annotation_switches_the_revision_to_serve(fake, tmp_path):
             async with aiohttp.ClientSession() as client:
                 assert await get(client, activator.port, "hello.default.example.com") \
                     == (200, "warm hello.default.example.com")
+                while sink.errors == 0:
+                    await asyncio.sleep(0.01)  # the sink has no event for a failed attempt
+                async with client.get(
+                        f"http://127.0.0.1:{kube.metrics_server.port}/metrics") as resp:
+                    metrics = await resp.text()
+            assert 'kn_activator_stats_conn_reachable{peer="autoscaler"} 0.0' in metrics
+            assert re.search(r'^kn_activator_stats_conn_errors_total\{peer="autoscaler"\} '
+                             r'[1-9]\d*\.0$', metrics, re.M), metrics
 
 
 async def test_a_not_ready_endpoint_serves_a_parked_request_once_its_probe_passes(
@@ -208,7 +231,7 @@ async def test_a_not_ready_endpoint_serves_a_parked_request_once_its_probe_passe
     key = RevisionKey("default", "cold-00001")
     async with asyncio.timeout(20), stand_in_pod("cold") as port:
         await seed_route(fake, "cold", key.name)
-        async with running_activator(fake, tmp_path, "ws://127.0.0.1:1") as (activator, _), \
+        async with running_activator(fake, tmp_path, "ws://127.0.0.1:1") as (activator, _, _), \
                 aiohttp.ClientSession() as client:
             held = await park(activator, client, "cold.default.example.com", key)
             try:
@@ -228,7 +251,7 @@ async def test_with_a_startup_probe_a_not_ready_endpoint_waits_for_ready(fake, t
         await seed_route(fake, "slow", slow.name,
                          startupProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 1})
         await seed_route(fake, "hello", hello.name)
-        async with running_activator(fake, tmp_path, "ws://127.0.0.1:1") as (activator, _), \
+        async with running_activator(fake, tmp_path, "ws://127.0.0.1:1") as (activator, _, _), \
                 aiohttp.ClientSession() as client:
             held = await park(activator, client, "slow.default.example.com", slow)
             try:
@@ -253,7 +276,7 @@ async def test_a_pod_that_stops_being_ready_is_reprobed(fake, tmp_path):
     async with asyncio.timeout(20), stand_in_pod("warm", probes) as port:
         await seed_route(fake, "hello", key.name)
         await fake.put(SLICES, "endpointslices", endpoint_slice(key.name, port))
-        async with running_activator(fake, tmp_path, "ws://127.0.0.1:1") as (activator, _), \
+        async with running_activator(fake, tmp_path, "ws://127.0.0.1:1") as (activator, _, _), \
                 aiohttp.ClientSession() as client:
             await activator.wait_healthy(key)
             probes.passing = False
@@ -279,11 +302,20 @@ async def test_surge_activator_command_pushes_to_the_autoscaler_and_stops_on_sig
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "serving.cli", "activator", "--kubeconfig",
         str(fake.kubeconfig(tmp_path)), "--port", "0",
-        "--autoscaler", f"ws://127.0.0.1:{stat_server.port}", stderr=asyncio.subprocess.PIPE)
+        "--autoscaler", f"ws://127.0.0.1:{stat_server.port}",
+        "--metrics-port", str(metrics_port := free_port()), stderr=asyncio.subprocess.PIPE)
     try:
         async with asyncio.timeout(30):
             while stat_server.stats().websockets_accepted == 0:
                 await asyncio.sleep(0.05)  # the subprocess has no event to wait on
+            async with aiohttp.ClientSession() as http:
+                metrics = ""
+                while 'kn_activator_stats_conn_reachable{peer="autoscaler"} 1.0' not in metrics:
+                    await asyncio.sleep(0.05)  # polled: another process, no event to wait on
+                    with contextlib.suppress(aiohttp.ClientConnectorError):  # not bound yet
+                        async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+                            assert r.status == 200
+                            metrics = await r.text()
             proc.send_signal(signal.SIGTERM)
             _, stderr = await proc.communicate()
         assert proc.returncode == 0, stderr.decode()
