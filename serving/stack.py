@@ -35,9 +35,9 @@ import uvloop
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from activator import Activator, ActivatorConfig
+from activator import Activator, ActivatorConfig, RevisionNamesFn
 from autoscaler import AutoscalerMetrics, PodScraper
-from dataplane import MonotonicClock
+from dataplane import MonotonicClock, RevisionKey
 
 from .admin import build_admin_app
 from .autoscaling import Autoscaling
@@ -133,6 +133,7 @@ async def _serve(port: int, state_dir: Path, state: ServingState, store: Store,
     await activator.start("127.0.0.1", port)
     metrics = CollectorRegistry()
     AutoscalerMetrics(autoscaling.multiscaler, metrics)
+    activator.metrics_collector(metrics, names=_revision_names(autoscaling))
     runner = web.AppRunner(build_admin_app(controller, token=(token := new_admin_token()),
                                            metrics=metrics),
                            access_log=None, handle_signals=False)
@@ -166,6 +167,14 @@ async def _serve(port: int, state_dir: Path, state: ServingState, store: Store,
         raise
     _say("surge: stopped")
     return 0
+
+
+def _revision_names(autoscaling: Autoscaling) -> RevisionNamesFn:
+    """A revision's Service and Configuration names, from the plan it is scaled by."""
+    def names(key: RevisionKey) -> tuple[str, str]:
+        scale = autoscaling.scale_of(key)
+        return ("", "") if scale is None else (scale.plan.service, scale.plan.configuration)
+    return names
 
 
 class _NoEndpoints:

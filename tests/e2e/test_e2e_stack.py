@@ -69,6 +69,14 @@ async def test_first_request_to_a_service_at_zero_pods_gets_200(stack, session):
     assert (status, body["revision"]) == (200, "cold-00001")
     pods = await stack.pods(session)
     assert [p["revision"] for p in pods] == ["cold-00001"]
+    # The admin API's /metrics has the activator's count of it, under Knative's name.
+    admin = json.loads((stack.state_dir / "admin.json").read_text())
+    async with session.get(f"http://127.0.0.1:{admin['port']}/metrics",
+                           headers={"Authorization": f"Bearer {admin['token']}"}) as resp:
+        metrics = await resp.text()
+    assert re.search(r'^activator_request_count\{[^}]*response_code="200"[^}]*'
+                     r'revision_name="cold-00001",service_name="cold"\} 1\.0$',
+                     metrics, re.M), metrics
 
 
 CANARY_TRAFFIC = """\
