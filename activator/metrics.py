@@ -56,6 +56,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from dataplane import RevisionKey
+from dataplane.metrics import LEGACY_LATENCY_BUCKETS_MS
 
 __all__ = [
     "LEGACY_COUNTERS",
@@ -69,14 +70,8 @@ __all__ = [
     "StatsConnection",
 ]
 
-# Reference 7.2: OpenCensus latency boundaries, milliseconds (the queue-proxy's too).
-LEGACY_LATENCY_BUCKETS_MS = (
-    5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 150.0, 200.0, 250.0, 300.0, 350.0, 400.0, 450.0,
-    500.0, 600.0, 700.0, 800.0, 900.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0, 50000.0, 100000.0,
-)
 # OpenCensus exposed its counters under their bare names (no `_total`); dashboards query
-# those. A renderer that wants HELP/TYPE lines to match renames these (as the
-# queue-proxy's `render_exposition` does for its own).
+# those. dataplane.render_exposition titles them so.
 LEGACY_COUNTERS = ("activator_request_count",)
 
 CONTAINER_NAME = "activator"

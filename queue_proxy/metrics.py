@@ -33,9 +33,11 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from prometheus_client import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
+
+from dataplane.metrics import LATENCY_BUCKETS_S, LEGACY_LATENCY_BUCKETS_MS
+from dataplane.metrics import render_exposition as _render
 
 __all__ = [
     "LATENCY_BUCKETS_S",
@@ -48,12 +50,6 @@ __all__ = [
     "render_exposition",
 ]
 
-# Reference 7.1 (OTel histogram boundaries, seconds) and 7.2 (OpenCensus, milliseconds).
-LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-LEGACY_LATENCY_BUCKETS_MS = (
-    5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 150.0, 200.0, 250.0, 300.0, 350.0, 400.0, 450.0,
-    500.0, 600.0, 700.0, 800.0, 900.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0, 50000.0, 100000.0,
-)
 
 # Reference 7.2's counters: OpenCensus names, no `_total` suffix.
 LEGACY_COUNTERS = ("revision_request_count", "revision_app_request_count")
@@ -226,16 +222,5 @@ def register_metrics(metrics: RequestMetrics, registry: CollectorRegistry) -> Me
 
 
 def render_exposition(registry: CollectorRegistry) -> bytes:
-    """`registry` in the Prometheus text format, the legacy counters under their own names.
-
-    `generate_latest` titles every counter family `<name>_total` in its HELP and TYPE
-    lines. OpenCensus exposed Knative's legacy counters typed `counter` under their bare
-    names, the names their samples (and dashboards) use, so those two lines are renamed
-    back: `# TYPE revision_request_count counter`, then `revision_request_count{...} 3.0`.
-    """
-    text = generate_latest(registry)
-    for name in LEGACY_COUNTERS:
-        bare = name.encode()
-        text = text.replace(b"# HELP " + bare + b"_total ", b"# HELP " + bare + b" ", 1)
-        text = text.replace(b"# TYPE " + bare + b"_total counter", b"# TYPE " + bare + b" counter", 1)
-    return text
+    """`registry` in the Prometheus text format, the legacy counters under their bare names."""
+    return _render(registry, LEGACY_COUNTERS)

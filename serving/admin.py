@@ -34,7 +34,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+
+from dataplane.metrics import render_exposition
 
 from .client import LATEST, TagSpec, TrafficSpec
 
@@ -287,11 +289,13 @@ class _Handlers:
 
 
 def build_admin_app(controller: AdminController, *, token: str | None = None,
-                    metrics: CollectorRegistry | None = None) -> web.Application:
+                    metrics: CollectorRegistry | None = None,
+                    legacy_counters: Sequence[str] = ()) -> web.Application:
     """The admin aiohttp app over `controller`; with `token`, requests need the bearer.
 
     With `metrics`, `GET /metrics` renders that registry in Prometheus' text format (the
-    autoscaler's per-revision gauges, Knative's names).
+    autoscaler's and the activator's series, Knative's names; `legacy_counters` keep
+    their bare OpenCensus names in HELP and TYPE).
     """
     app = web.Application(middlewares=[_errors, _auth(token)],
                           client_max_size=MAX_REQUEST_BYTES)
@@ -301,7 +305,7 @@ def build_admin_app(controller: AdminController, *, token: str | None = None,
     if metrics is not None:
         async def render_metrics(_request: web.Request) -> web.Response:
             # On the loop: the collector reads the multiscaler's live state (cheap).
-            body = generate_latest(metrics)
+            body = render_exposition(metrics, legacy_counters)
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
         app.router.add_get("/metrics", render_metrics)
     app.router.add_post("/v1/apply", h.apply)

@@ -35,7 +35,7 @@ import uvloop
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from activator import Activator, ActivatorConfig, RevisionNamesFn
+from activator import LEGACY_COUNTERS, Activator, ActivatorConfig, RevisionNamesFn
 from autoscaler import AutoscalerMetrics, PodScraper
 from dataplane import MonotonicClock, RevisionKey
 
@@ -135,7 +135,7 @@ async def _serve(port: int, state_dir: Path, state: ServingState, store: Store,
     AutoscalerMetrics(autoscaling.multiscaler, metrics)
     activator.metrics_collector(metrics, names=_revision_names(autoscaling))
     runner = web.AppRunner(build_admin_app(controller, token=(token := new_admin_token()),
-                                           metrics=metrics),
+                                           metrics=metrics, legacy_counters=LEGACY_COUNTERS),
                            access_log=None, handle_signals=False)
     await runner.setup()
     try:

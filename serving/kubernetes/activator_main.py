@@ -48,7 +48,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from activator import Activator, ActivatorConfig, StatsConnection
+from activator import LEGACY_COUNTERS, Activator, ActivatorConfig, StatsConnection
 from dataplane import Clock, MonotonicClock, PodAddress, RevisionEndpoints, RevisionKey, \
     Stat, encode_wire_stats
 from serving.model import CONFIGURATION_LABEL, SERVICE_LABEL
@@ -147,7 +147,7 @@ class KubernetesActivator:
         self.metrics = CollectorRegistry()
         activator.metrics_collector(self.metrics, names=self.revision_names,
                                     connection=connection)
-        self.metrics_server = MetricsServer(self.metrics)
+        self.metrics_server = MetricsServer(self.metrics, LEGACY_COUNTERS)
 
         def informer(kind, handler, selector=None) -> Informer:
             return Informer(KindSource(api, kind, None, selector), handler, clock=clock,

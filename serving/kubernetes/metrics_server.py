@@ -9,7 +9,11 @@ there needs no locking.
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from collections.abc import Sequence
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+
+from dataplane.metrics import render_exposition
 
 __all__ = ["DEFAULT_METRICS_PORT", "MetricsServer"]
 
@@ -19,13 +23,14 @@ DEFAULT_METRICS_PORT = 9090
 class MetricsServer:
     """`GET /metrics` (and a `/healthz` for probes) over one registry; start, then close."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, legacy_counters: Sequence[str] = ()) -> None:
         self._registry = registry
+        self._legacy_counters = tuple(legacy_counters)  # bare OpenCensus counter names
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self._registry),
+        return web.Response(body=render_exposition(self._registry, self._legacy_counters),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _request: web.Request) -> web.Response:

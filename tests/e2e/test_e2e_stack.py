@@ -77,6 +77,7 @@ async def test_first_request_to_a_service_at_zero_pods_gets_200(stack, session):
     assert re.search(r'^activator_request_count\{[^}]*response_code="200"[^}]*'
                      r'revision_name="cold-00001",service_name="cold"\} 1\.0$',
                      metrics, re.M), metrics
+    assert "# TYPE activator_request_count counter" in metrics.splitlines()
 
 
 CANARY_TRAFFIC = """\

@@ -190,6 +190,8 @@ async def test_routes_by_host_and_holds_a_revision_at_zero_until_a_ready_endpoin
                                  r'revision_name="hello-00001",service_name="helloworld-python"'
                                  r'\} 6\.0$', metrics, re.M), metrics
                 assert 'kn_activator_stats_conn_reachable{peer="autoscaler"} 1.0' in metrics
+                # Titled like its samples, as OpenCensus did (no `_total`).
+                assert "# TYPE activator_request_count counter" in metrics.splitlines()
     finally:
         await stat_server.close()
         stats_sock.close()
