@@ -70,7 +70,7 @@ from .deployment import DeploymentConfig, make_deployment, parse_deployment_conf
 from .informer import Informer, WorkQueue, backoff_s
 from .names import REVISION_LABEL, private_service_name
 from .reconcile import Create, Delete, Plan, Update, UpdateStatus, plan, plan_status
-from .routing import with_routing_state
+from .routing import with_routes_annotation, with_routing_state
 from .services import make_private_service, make_route_services
 from .status import configuration_status, failed_status, problems_message, revision_status, \
     route_status, service_status
@@ -169,10 +169,11 @@ class Controller:
                 if _meta(route).get("namespace") == ns:
                     self.queue.add(("Route", ns, _meta(route)["name"]))
         if kind == "Route":
-            # A Route's traffic decides its revisions' routingState (routing.py).
-            for rev in self._cache(REVISION).items():
-                if _meta(rev).get("namespace") == ns:
-                    self.queue.add(("Revision", ns, _meta(rev)["name"]))
+            # A Route's traffic decides its revisions' routingState and its
+            # configurations' routes annotation (routing.py).
+            for child in (*self._cache(REVISION).items(), *self._cache(CONFIGURATION).items()):
+                if _meta(child).get("namespace") == ns:
+                    self.queue.add((child["kind"], ns, _meta(child)["name"]))
         route = (meta.get("labels") or {}).get(ROUTE_LABEL)
         if obj.get("kind") == "Service" and obj.get("apiVersion") == "v1" and route:
             self.queue.add(("Route", ns, route))
@@ -331,6 +332,14 @@ class Controller:
     async def _configuration(self, cfg: dict[str, Any]) -> None:
         meta, now = _meta(cfg), rfc3339_now()
         ns = meta["namespace"]
+        revision_configs = {
+            _meta(r)["name"]: (_meta(r).get("labels") or {}).get(CONFIGURATION_LABEL, "")
+            for r in self._cache(REVISION).items() if _meta(r).get("namespace") == ns}
+        annotated = with_routes_annotation(cfg, self._cache(ROUTE).items(), revision_configs)
+        if annotated is not None:
+            # Metadata only; the status below goes on the result.
+            cfg = await self._api.replace(annotated)
+            meta = _meta(cfg)
         if problems := self._problems(cfg):
             await self._write_status(cfg, failed_status(
                 cfg, "InvalidSpec", problems_message(problems), now), failed=True)

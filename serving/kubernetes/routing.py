@@ -21,6 +21,10 @@ so a Route that is deleted (no finalizer here) releases its revisions too:
 
 Route status, not spec, is the source: it is what the activator routes by, and it
 keeps the previous revision while the next one is not ready yet.
+
+Configurations get the routes annotation only (no state): a Route names a
+Configuration when its spec or status traffic targets it by configurationName, or
+targets one of its revisions (Knative's labeler, metasync.go).
 Worked example: Route hello serves hello-00001 100%. hello-00002 is stamped pending;
 once it is ready the Route's status names only hello-00002 -> hello-00002 active with
 routes "hello", hello-00001 reserve with no routes annotation -> the autoscaler lets
@@ -37,8 +41,8 @@ from .names import ROUTES_ANNOTATION, ROUTING_STATE_LABEL, ROUTING_STATE_MODIFIE
 
 PENDING, ACTIVE, RESERVE = "pending", "active", "reserve"
 
-__all__ = ["ACTIVE", "PENDING", "RESERVE", "routed_revisions", "routing_state",
-           "with_routing_state"]
+__all__ = ["ACTIVE", "PENDING", "RESERVE", "configuration_routes", "routed_revisions",
+           "routing_state", "with_routes_annotation", "with_routing_state"]
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -96,3 +100,44 @@ def with_routing_state(revision: Mapping[str, Any], routes: Iterable[Mapping[str
     else:
         out["metadata"].pop("annotations", None)
     return out
+
+
+def configuration_routes(configuration: Mapping[str, Any], routes: Iterable[Mapping[str, Any]],
+                         revision_configs: Mapping[str, str]) -> tuple[str, ...]:
+    """Sorted names of the live Routes sending traffic to a Configuration.
+
+    `revision_configs` maps the namespace's revision names to their Configuration.
+    """
+    meta = _meta(configuration)
+    ns, name = meta.get("namespace", "default"), meta["name"]
+    out = set()
+    for route in routes:
+        rmeta = _meta(route)
+        if rmeta.get("namespace", "default") != ns or rmeta.get("deletionTimestamp"):
+            continue
+        targets = [*((route.get("spec") or {}).get("traffic") or ()),
+                   *((route.get("status") or {}).get("traffic") or ())]
+        if any(t.get("configurationName") == name
+               or revision_configs.get(t.get("revisionName") or "") == name for t in targets):
+            out.add(rmeta["name"])
+    return tuple(sorted(out))
+
+
+def with_routes_annotation(configuration: Mapping[str, Any], routes: Iterable[Mapping[str, Any]],
+                           revision_configs: Mapping[str, str]) -> dict[str, Any] | None:
+    """The Configuration annotated with the Routes naming it, or None when already right."""
+    naming = configuration_routes(configuration, routes, revision_configs)
+    meta = _meta(configuration)
+    annotations = dict(meta.get("annotations") or {})
+    if naming:
+        annotations[ROUTES_ANNOTATION] = ",".join(naming)
+    else:
+        annotations.pop(ROUTES_ANNOTATION, None)
+    if annotations == (meta.get("annotations") or {}):
+        return None
+    out = copy.deepcopy(dict(configuration))
+    out["metadata"] = {**out["metadata"], "annotations": annotations}
+    if not annotations:
+        out["metadata"].pop("annotations")
+    return out
+

@@ -92,6 +92,9 @@ async def test_basic_service_reconciles_to_ready_and_restart_writes_nothing(fake
         assert [s["metadata"]["name"] for s in route_svc] == ["helloworld-python"]
         assert fake.find("routes", "default", "helloworld-python")["status"]["address"]["url"] \
             == "http://helloworld-python.default.svc.cluster.local"
+        # Knative's labeler: the Configuration names the Route that sends it traffic.
+        cfg = fake.find("configurations", "default", "helloworld-python")
+        assert cfg["metadata"]["annotations"]["serving.knative.dev/routes"] == "helloworld-python"
 
         before = len(fake.writes)
         async with running_controller(fake, tmp_path) as controller:

@@ -11,8 +11,10 @@ from serving.kubernetes import make_deployment, revision_model
 from serving.kubernetes.routing import (
     ROUTES_ANNOTATION,
     ROUTING_STATE_MODIFIED_ANNOTATION,
+    configuration_routes,
     routed_revisions,
     routing_state,
+    with_routes_annotation,
     with_routing_state,
 )
 
@@ -118,3 +120,51 @@ def test_routing_bookkeeping_never_changes_the_deployment(routes):
     relabelled = with_routing_state(rev, routes, NOW) or rev
     assert make_deployment(revision_model(relabelled), "rev-uid") \
         == make_deployment(revision_model(rev), "rev-uid")
+
+
+def configuration(name="hello", routes=None, ns="default"):
+    meta = {"name": name, "namespace": ns}
+    if routes:
+        meta["annotations"] = {ROUTES_ANNOTATION: routes}
+    return {"apiVersion": "serving.knative.dev/v1", "kind": "Configuration", "metadata": meta}
+
+
+def spec_route(name, *, configuration_name=None, revision_name=None, ns="default"):
+    target = {"percent": 100}
+    if configuration_name:
+        target["configurationName"] = configuration_name
+    if revision_name:
+        target["revisionName"] = revision_name
+    return {"metadata": {"name": name, "namespace": ns}, "spec": {"traffic": [target]}}
+
+
+REVISION_CONFIGS = {"hello-00001": "hello", "hello-00002": "hello", "other-00001": "other"}
+CONFIG_ROUTES = [
+    pytest.param([spec_route("hello", configuration_name="hello")], ("hello",),
+                 id="by-configuration-name"),
+    pytest.param([route("pinned", ("hello-00001", 100, None))], ("pinned",),
+                 id="by-a-revision-in-status"),
+    pytest.param([spec_route("b", revision_name="hello-00002"),
+                  spec_route("a", configuration_name="hello")], ("a", "b"), id="sorted"),
+    pytest.param([spec_route("x", configuration_name="other"),
+                  route("y", ("other-00001", 100, None))], (), id="other-configuration"),
+    pytest.param([spec_route("hello", configuration_name="hello", ns="prod")], (),
+                 id="other-namespace"),
+    pytest.param([route("gone", ("hello-00001", 100, None), deleting=True)], (),
+                 id="route-being-deleted"),
+]
+
+
+@pytest.mark.parametrize(("routes", "expected"), CONFIG_ROUTES)
+def test_configuration_routes(routes, expected):
+    assert configuration_routes(configuration(), routes, REVISION_CONFIGS) == expected
+
+
+def test_with_routes_annotation_sets_clears_and_is_none_when_right():
+    routes = [spec_route("hello", configuration_name="hello")]
+    annotated = with_routes_annotation(configuration(), routes, REVISION_CONFIGS)
+    assert annotated["metadata"]["annotations"] == {ROUTES_ANNOTATION: "hello"}
+    assert with_routes_annotation(annotated, routes, REVISION_CONFIGS) is None
+    cleared = with_routes_annotation(annotated, [], REVISION_CONFIGS)
+    assert "annotations" not in cleared["metadata"]
+
