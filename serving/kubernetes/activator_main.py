@@ -60,7 +60,7 @@ from .client import ENDPOINTSLICE, REVISION, ROUTE, SERVICE, Api, load_api
 from .controller import KindSource
 from .endpoints import host_routes, mode_of, probe_optimisation, revision_of_slice, \
     slice_pods
-from .informer import Informer, backoff_s
+from .informer import Informer, backoff_s, start_synced
 from .metrics_server import DEFAULT_METRICS_PORT, MetricsServer
 from .names import SERVICE_TYPE_LABEL, private_service_name
 
@@ -168,11 +168,7 @@ class KubernetesActivator:
             if metrics_port is not None:
                 await self.metrics_server.start(host, metrics_port)
             async with asyncio.TaskGroup() as tg:
-                informers = (self.revisions, self.services, self.slices, self.routes)
-                for inf in informers:
-                    tg.create_task(inf.run())
-                for inf in informers:
-                    await inf.synced.wait()
+                await start_synced(tg, (self.revisions, self.services, self.slices, self.routes))
                 self._synced = True
                 for rev in self.revisions.items():
                     self._program(RevisionKey(_meta(rev)["namespace"], _meta(rev)["name"]))

@@ -55,7 +55,7 @@ from .client import CONFIGMAP, DEPLOYMENT, ENDPOINTSLICE, REVISION, SERVICE, Api
 from .controller import KindSource, rfc3339_now
 from .deployment import QUEUE_ADMIN_PORT, QUEUE_METRICS_PORT
 from .endpoints import mode_annotation, revision_of_slice, slice_pods
-from .informer import Informer, WorkQueue, backoff_s
+from .informer import Informer, WorkQueue, backoff_s, start_synced
 from .metrics_server import DEFAULT_METRICS_PORT, MetricsServer
 from .names import ROUTING_STATE_LABEL, deployment_name, private_service_name
 
@@ -193,11 +193,8 @@ class KubernetesAutoscaler:
             if metrics_port is not None:
                 await self.metrics_server.start(host, metrics_port)
             async with asyncio.TaskGroup() as tg:
-                informers = (self.configmaps, self.deployments, self.slices, self.revisions)
-                for inf in informers:
-                    tg.create_task(inf.run())
-                for inf in informers:
-                    await inf.synced.wait()
+                await start_synced(tg, (self.configmaps, self.deployments, self.slices,
+                                        self.revisions))
                 self._synced = True
                 for rev in self.revisions.items():
                     self.queue.add(("revision", _key(rev)))

@@ -67,7 +67,7 @@ from .client import CONFIGMAP, CONFIGURATION, DEPLOYMENT, KINDS, KSERVICE, POD, 
     ROUTE, SERVICE, Api, ApiError, Kind, load_api
 from . import podspec
 from .deployment import DeploymentConfig, make_deployment, parse_deployment_config
-from .informer import Informer, WorkQueue, backoff_s
+from .informer import Informer, WorkQueue, backoff_s, start_synced
 from .names import REVISION_LABEL, private_service_name
 from .reconcile import Create, Delete, Plan, Update, UpdateStatus, plan, plan_status
 from .routing import with_routes_annotation, with_routing_state
@@ -144,10 +144,7 @@ class Controller:
     async def run(self) -> None:
         """Start the informers, wait for their first lists, then reconcile until cancelled."""
         async with asyncio.TaskGroup() as tg:
-            for informer in self.informers.values():
-                tg.create_task(informer.run())
-            for informer in self.informers.values():
-                await informer.synced.wait()
+            await start_synced(tg, self.informers.values())
             for _ in range(self._workers):
                 tg.create_task(self._worker())
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from dataplane import Clock
@@ -207,6 +207,15 @@ class Informer:
             await self._clock.sleep(self._resync_s)
             for obj in self.items():
                 self._handler("SYNC", obj)
+
+
+async def start_synced(tg: asyncio.TaskGroup, informers: Iterable[Informer]) -> None:
+    """Run the informers in `tg` and return once each has its first full list."""
+    informers = tuple(informers)
+    for informer in informers:
+        tg.create_task(informer.run())
+    for informer in informers:
+        await informer.synced.wait()
 
 
 def _rv(obj: Mapping[str, Any]) -> str:
