@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from support.http import serve_loopback
 
 from activator import Activator, ActivatorConfig, HostRoute
 from dataplane import Mode, MonotonicClock, PodAddress, RevisionEndpoints, RevisionKey, Stat
@@ -71,13 +72,8 @@ class Pod:
         return web.Response(text=self.name)
 
     async def start(self) -> PodAddress:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.address = PodAddress("127.0.0.1", site._server.sockets[0].getsockname()[1])
+        self._runner, port = await serve_loopback(self._handle)
+        self.address = PodAddress("127.0.0.1", port)
         return self.address
 
     async def stop(self) -> None:

@@ -14,6 +14,7 @@ import socket
 import aiohttp
 import pytest
 from aiohttp import web
+from support.http import serve_loopback
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -287,13 +288,8 @@ class Pod:
         return web.Response(status=500 if request.path == "/fail" else 200, text="ok")
 
     async def start(self) -> PodAddress:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        return PodAddress("127.0.0.1", site._server.sockets[0].getsockname()[1])
+        self._runner, port = await serve_loopback(self._handle)
+        return PodAddress("127.0.0.1", port)
 
     async def stop(self) -> None:
         if self._runner is not None:
