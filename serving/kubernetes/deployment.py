@@ -75,7 +75,8 @@ PROBE_HEADER = "K-Network-Probe"
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 PROGRESS_DEADLINE_ANNOTATION = f"{GROUP}/progress-deadline"
 _AUTOSCALING_PREFIX = "autoscaling.knative.dev"
-_EXCLUDED_LABELS = frozenset({ROUTE_LABEL, ROUTING_STATE_LABEL})
+# Routing bookkeeping on a Revision that its children must not copy (Knative's makeLabels).
+EXCLUDED_LABELS = frozenset({ROUTE_LABEL, ROUTING_STATE_LABEL})
 # The route labeler's bookkeeping changes with traffic; on the pod template it would
 # roll the revision's pods each time (Knative excludes them too).
 _EXCLUDED_ANNOTATIONS = frozenset({ROUTES_ANNOTATION, ROUTING_STATE_MODIFIED_ANNOTATION})
@@ -163,7 +164,7 @@ def parse_deployment_config(data: Mapping[str, Any]) -> DeploymentConfig:
 def revision_labels(revision: Revision, uid: str) -> dict[str, str]:
     """The labels of a revision's Deployment and pods (Knative's makeLabels)."""
     labels = {k: v for k, v in revision.to_knative()["metadata"].get("labels", {}).items()
-              if k not in _EXCLUDED_LABELS}
+              if k not in EXCLUDED_LABELS}
     labels[REVISION_LABEL] = revision.name
     labels[REVISION_UID_LABEL] = uid
     labels.setdefault(APP_LABEL, revision.name)  # tracing tools group by `app`

@@ -33,7 +33,13 @@ from typing import Any
 from serving.configmaps import SYSTEM_NAMESPACE
 from serving.model import ROUTE_LABEL
 
-from .deployment import QUEUE_ADMIN_PORT, QUEUE_METRICS_PORT, QUEUE_SERVING_PORT, QUEUE_STATS_PORT
+from .deployment import (
+    EXCLUDED_LABELS,
+    QUEUE_ADMIN_PORT,
+    QUEUE_METRICS_PORT,
+    QUEUE_SERVING_PORT,
+    QUEUE_STATS_PORT,
+)
 from .names import (
     GROUP,
     REVISION_LABEL,
@@ -59,8 +65,10 @@ def make_private_service(revision: Mapping[str, Any]) -> dict[str, Any]:
     """`<rev>-private`: the headless Service whose EndpointSlices list the revision's pods."""
     meta = revision.get("metadata") or {}
     name, uid = meta["name"], meta.get("uid", "")
-    labels = {**(meta.get("labels") or {}), REVISION_LABEL: name, REVISION_UID_LABEL: uid,
-              SERVICE_TYPE_LABEL: "Private"}
+    # Not the routing labels: they change with traffic, and each change would rewrite
+    # this Service under the autoscaler's mode annotation (a 409 for one of the two).
+    labels = {**{k: v for k, v in (meta.get("labels") or {}).items() if k not in EXCLUDED_LABELS},
+              REVISION_LABEL: name, REVISION_UID_LABEL: uid, SERVICE_TYPE_LABEL: "Private"}
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": private_service_name(name),

@@ -7,7 +7,7 @@ import copy
 import pytest
 from k8s_world import children_of
 
-from serving.kubernetes import make_deployment, revision_model
+from serving.kubernetes import make_deployment, make_private_service, revision_model
 from serving.kubernetes.routing import (
     ROUTES_ANNOTATION,
     ROUTING_STATE_MODIFIED_ANNOTATION,
@@ -120,6 +120,8 @@ def test_routing_bookkeeping_never_changes_the_deployment(routes):
     relabelled = with_routing_state(rev, routes, NOW) or rev
     assert make_deployment(revision_model(relabelled), "rev-uid") \
         == make_deployment(revision_model(rev), "rev-uid")
+    # Nor the private Service, which the autoscaler annotates meanwhile.
+    assert make_private_service(relabelled) == make_private_service(rev)
 
 
 def configuration(name="hello", routes=None, ns="default"):
