@@ -78,6 +78,7 @@ class HostRoute:
 
 # (reason, message) of the first failing target, or ("", "") when only waiting for readiness.
 _Problem = tuple[str, str] | None
+_NO_REVISION_YET = ("", "")  # a configuration target whose first revision is not stamped yet
 
 
 def resolve_route(state: ServingState,
@@ -85,9 +86,12 @@ def resolve_route(state: ServingState,
     """The route's targets as revisions; the problem is None only if all are ready."""
     out: list[ResolvedTarget] = []
     failure: tuple[str, str] | None = None
-    waiting = False
+    waiting = unresolved = False
     for t in route.traffic:
         rev, why = _target_revision(state, route, t)
+        if why == _NO_REVISION_YET:
+            unresolved = True  # nothing to route to yet, but nothing wrong either
+            continue
         if why is not None:
             failure = failure or why
             continue
@@ -103,6 +107,8 @@ def resolve_route(state: ServingState,
             out.append(resolved)
     if failure is not None:
         return (), failure
+    if unresolved:
+        return (), _NO_REVISION_YET
     return tuple(out), (("", "") if waiting else None)
 
 
@@ -127,8 +133,9 @@ def _target_revision(state: ServingState, route: Route,
         name = cfg.status.latest_ready_revision_name or cfg.status.latest_created_revision_name
         rev = state.revisions.get(RevisionKey(ns, name))
         if rev is None:
-            return None, ("ConfigurationMissing", f"configuration {cfg.metadata.name!r} has "
-                                                  "no revision")
+            # Just created: its first revision is on the way (Knative: Unknown, "waiting
+            # for a Revision to become ready"), not a failure.
+            return None, _NO_REVISION_YET
     if rev.status.ready is False:
         return None, ("RevisionFailed", f"revision {rev.name!r} failed: "
                                         f"{rev.status.reason}: {rev.status.message}".rstrip(": "))

@@ -99,6 +99,10 @@ async def world(api):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") == "CustomResourceDefinition":
                 await apply(api, CRD, doc)
+                # A new CRD serves its kind only once Established.
+                await wait_for(api, CRD, "", doc["metadata"]["name"], lambda c: c and any(
+                    x.get("type") == "Established" and x.get("status") == "True"
+                    for x in (c.get("status") or {}).get("conditions") or ()), timeout_s=30)
     ns = f"surge-test-{uuid.uuid4().hex[:8]}"
     await api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
                      NAMESPACE)
@@ -187,4 +191,41 @@ async def test_secrets_volumes_and_probes_reach_the_deployment(api, world):
     ready = [c for c in (ksvc.get("status") or {}).get("conditions") or ()
              if c["type"] == "Ready"]
     assert not ready or ready[0].get("reason") != "InvalidSpec", ready
+
+
+def condition_of(obj: dict | None, type_: str) -> dict:
+    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or ()
+                 if c.get("type") == type_), {})
+
+
+async def test_basic_seed_then_v1_to_v2_update(api, world):
+    """The basic and update seeds: URL and names in status, a new immutable revision."""
+    ns = world
+    basic = in_ns(seed("basic/service.yaml"), ns)
+    name = basic["metadata"]["name"]
+    await api.create(basic)
+    # The URL comes with the Route's status, the names with the Configuration's.
+    ksvc = await wait_for(api, KSERVICE, ns, name, lambda s: s and (s.get("status") or {})
+                          .get("latestCreatedRevisionName") == f"{name}-00001"
+                          and "url" in s["status"])
+    assert ksvc["status"]["url"] == f"http://{name}.{ns}.example.com"
+    assert condition_of(ksvc, "Ready").get("status") in ("Unknown", "True")
+    dep = await wait_for(api, DEPLOYMENT, ns, f"{name}-00001-deployment", bool)
+    user = dep["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e.get("value") for e in user["env"]}["K_REVISION"] == f"{name}-00001"
+    assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 300
+
+    v1 = await api.get(KSERVICE, ns, name)
+    for path in ("update/v1.yaml", "update/v2.yaml"):
+        doc = in_ns(seed(path), ns)
+        await apply(api, KSERVICE, doc)
+    cfg = await wait_for(api, CONFIGURATION, ns, name, lambda c: c and (c.get("status") or {})
+                         .get("latestCreatedRevisionName") == f"{name}-00002")
+    assert cfg["metadata"]["generation"] >= 2
+    v2 = await wait_for(api, REVISION, ns, f"{name}-00002", bool)
+    env = {e["name"]: e.get("value") for e in v2["spec"]["containers"][0].get("env") or ()}
+    assert env["TARGET"] == "Python Sample v2"
+    first = await api.get(REVISION, ns, f"{name}-00001")
+    assert first["metadata"]["uid"] and first["spec"] != v2["spec"]  # v1 kept as it was
+    assert v1["metadata"]["uid"] == (await api.get(KSERVICE, ns, name))["metadata"]["uid"]
 

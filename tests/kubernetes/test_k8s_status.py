@@ -201,6 +201,18 @@ def test_route_status_canary_split_with_tag_urls():
     assert _states(status)["Ready"] == ("True", "")
 
 
+def test_a_new_configurations_route_waits_rather_than_fails():
+    # Just created: the Configuration exists but its first Revision is not stamped yet
+    # (or not in the cache yet). Knative says Unknown ("waiting for a Revision"), never
+    # False, which `kubectl wait` and users would read as a failure.
+    _, _, route, _ = children_of("basic/service.yaml")
+    cfg = _config("helloworld-python-00001", "")
+    cfg["metadata"]["name"] = "helloworld-python"
+    status = route_status(route, [cfg], [], domain=DomainConfig(), now=T0)
+    assert _states(status)["Ready"] == ("Unknown", "RevisionNotReady")
+    assert status.get("traffic", []) == []
+
+
 def test_route_keeps_last_traffic_while_a_pinned_revision_is_missing():
     _, _, route, _ = children_of("blue-green/2-green.yaml")
     route["status"] = {"traffic": [{"tag": "blue", "revisionName": "blue-green-demo-blue",
