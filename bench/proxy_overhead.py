@@ -39,6 +39,11 @@ The system under test is a command line plus an environment template (`--surge-c
 installed, else the bare proxy runner (`python -m dataplane.proxy`), which has no
 concurrency limit. `--py-spy FILE` samples the Surge proxy with py-spy during its first
 full-load run and prints where the time goes.
+
+A/B of the Surge proxy in the same run: `--variant NAME:KEY=VALUE[,KEY=VALUE]` (repeatable)
+starts another Surge process from the same template with those environment entries on top,
+measured as target NAME in the same alternation; `p99/sg` is its p99 against `surge`'s.
+Example: `--variant nofreeze:SURGE_GC_FREEZE=0`.
 """
 
 from __future__ import annotations
@@ -222,12 +227,14 @@ def summarize(runs: Sequence[dict]) -> list[dict]:
     for (cc, mode, target), m in med.items():
         direct = med.get((cc, mode, "direct"), {})
         ha = med.get((cc, mode, "haproxy"), {})
+        sg = med.get((cc, mode, "surge"), {})
         rows.append({"cc": cc, "mode": mode, "target": target, **m,
                      **{f"added_{p}_s": _diff(m[f"{p}_s"], direct.get(f"{p}_s"))
                         for p in ("p50", "p90", "p99")},
                      "throughput_vs_haproxy": _ratio(m["requests_per_s"], ha.get("requests_per_s")),
                      "p50_vs_haproxy": _ratio(m["p50_s"], ha.get("p50_s")),
-                     "p99_vs_haproxy": _ratio(m["p99_s"], ha.get("p99_s"))})
+                     "p99_vs_haproxy": _ratio(m["p99_s"], ha.get("p99_s")),
+                     "p99_vs_surge": _ratio(m["p99_s"], sg.get("p99_s"))})
     order = {t: i for i, t in enumerate(TARGETS)}
     rows.sort(key=lambda r: (r["cc"], r["mode"], order.get(r["target"], 9)))
     return rows
@@ -238,7 +245,7 @@ def format_table(rows: Sequence[dict]) -> str:
     def ms(v): return "-" if v is None else f"{v * 1000:.2f}"
     def num(v, f): return "-" if v is None else format(v, f)
     head = ("cc", "mode", "target", "req/s", "p50ms", "p90ms", "p99ms", "+p50ms", "+p99ms",
-            "rps/ha", "p50/ha", "p99/ha", "cpu/10k", "sys%", "rssMiB", "non200", "errors")
+            "rps/ha", "p50/ha", "p99/ha", "p99/sg", "cpu/10k", "sys%", "rssMiB", "non200", "errors")
     lines = [head]
     for r in rows:
         rss = r["peak_rss_kib"] / 1024 if r["peak_rss_kib"] else None
@@ -246,7 +253,8 @@ def format_table(rows: Sequence[dict]) -> str:
                       ms(r["p50_s"]), ms(r["p90_s"]), ms(r["p99_s"]),
                       ms(r["added_p50_s"]), ms(r["added_p99_s"]),
                       num(r["throughput_vs_haproxy"], ".2f"), num(r["p50_vs_haproxy"], ".2f"),
-                      num(r["p99_vs_haproxy"], ".2f"), num(r["cpu_s_per_10k"], ".3f"),
+                      num(r["p99_vs_haproxy"], ".2f"), num(r["p99_vs_surge"], ".2f"),
+                      num(r["cpu_s_per_10k"], ".3f"),
                       num(r["sys_share"] and 100 * r["sys_share"], ".0f"),
                       num(rss, ".1f"), str(r["non_200"]), str(r["errors"])))
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
@@ -427,20 +435,25 @@ class Processes:
         return proc.pid, int(line.rsplit(":", 1)[1])
 
     def start_proxies(self, cc: int, targets: Sequence[str], upstream_port: int, surge_cmd: str,
-                      surge_env: dict[str, str],
-                      cpus: set[int] | None) -> tuple[dict[str, str], dict[str, int]]:
+                      surge_env: dict[str, str], cpus: set[int] | None,
+                      variants: dict[str, dict[str, str]] | None = None,
+                      ) -> tuple[dict[str, str], dict[str, int]]:
         """Start Surge and HAProxy for one containerConcurrency; (urls, pids) once both answer 200."""
         host = "127.0.0.1"
+        variants = variants or {}
         urls = {"direct": f"http://{host}:{upstream_port}/"}
         pids: dict[str, int] = {}
-        if "surge" in targets:
+        for target in targets:
+            if target in ("direct", "haproxy"):
+                continue
+            # "surge" or a --variant of it: the same template, the variant's entries on top.
             ports = {k: _free_port() for k in ("port", "admin_port", "stats_port", "metrics_port")}
             fill = {"python": sys.executable, "host": host, "upstream_port": upstream_port,
                     "cc": cc, **ports}
             argv = [a.format(**fill) for a in shlex.split(surge_cmd)]
-            env = {k: v.format(**fill) for k, v in surge_env.items()}
-            pids["surge"] = self.spawn(f"surge-cc{cc}", argv, cpus, env).pid
-            urls["surge"] = f"http://{host}:{ports['port']}/"
+            env = {k: v.format(**fill) for k, v in {**surge_env, **variants.get(target, {})}.items()}
+            pids[target] = self.spawn(f"{target}-cc{cc}", argv, cpus, env).pid
+            urls[target] = f"http://{host}:{ports['port']}/"
         if "haproxy" in targets:
             port = _free_port()
             cfg = self._log_dir / f"haproxy-cc{cc}.cfg"
@@ -569,6 +582,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--surge-cmd", help="command template of the Surge proxy (see docstring)")
     p.add_argument("--surge-env", action="append", default=[], metavar="KEY=VALUE",
                    help="environment template entry for the Surge proxy (repeatable)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                   help="another Surge target with these environment entries on top (repeatable)")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     p.add_argument("--json", type=Path, help="where to write the results (default bench/out/)")
     p.add_argument("--py-spy", type=Path, metavar="FILE",
@@ -583,6 +598,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             p.error(f"--modes: {m!r} must be 'full' or '<N>rps'")
     if bad := set(args.targets) - set(TARGETS):
         p.error(f"--targets: {sorted(bad)} not in {TARGETS}")
+    args.variants = {}
+    for item in args.variant:
+        name, _, entries = item.partition(":")
+        pairs = [e.partition("=") for e in entries.split(",") if e]
+        if not name or name in TARGETS or not pairs or any(not sep for _, sep, _ in pairs):
+            p.error(f"--variant: {item!r} must be NAME:KEY=VALUE[,KEY=VALUE] with a new NAME")
+        args.variants[name] = {k: v for k, _, v in pairs}
+        args.targets.append(name)
     return args
 
 
@@ -657,7 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "loadavg_before": _loadavg(),
             "surge_cmd": surge_cmd, "surge_env": surge_env, "proxy_cpus": sorted(proxy_cpus or []),
             "load_cpus": sorted(load_cpus or []), "duration_s": args.duration,
-            "rounds": args.rounds, "cpu_count": os.cpu_count(), "argv": sys.argv,
+            "rounds": args.rounds, "variants": args.variants, "cpu_count": os.cpu_count(), "argv": sys.argv,
             "haproxy_version": _first_line(["haproxy", "-v"])}
     runs: list[dict] = []
     problems: list[str] = []
@@ -667,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             upstream_pid, upstream_port = procs.start_upstream(HERE / "upstream.py", load_cpus)
             for cc in args.cc:
                 urls, pids = procs.start_proxies(cc, args.targets, upstream_port, surge_cmd,
-                                                 surge_env, proxy_cpus)
+                                                 surge_env, proxy_cpus, args.variants)
                 for target in args.targets:
                     if target != "direct" and args.warmup > 0:  # fill pools, warm caches
                         warm = hey_argv(urls[target], "full", args.warmup, args.concurrency, 0,
