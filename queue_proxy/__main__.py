@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 import uvloop
 
+from dataplane.gctune import GcTuningError, gc_tuning_from_env
+
 from .config import ConfigError, parse_queue_proxy_config
 from .daemon import DaemonError, QueueProxyDaemon
 
@@ -33,10 +35,15 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         for problem in exc.problems:
             print(_PREFIX + problem, file=sys.stderr)
         return 2
+    try:
+        gc_tuning = gc_tuning_from_env(environ)
+    except GcTuningError as exc:
+        print(_PREFIX + str(exc), file=sys.stderr)
+        return 2
     logging.basicConfig(level=_LEVELS.get(config.serving_logging_level, logging.INFO),
                         stream=sys.stderr, format="queue-proxy: %(levelname)s %(message)s")
     try:
-        uvloop.run(QueueProxyDaemon(config).run())
+        uvloop.run(QueueProxyDaemon(config, gc_tuning=gc_tuning).run())
     except DaemonError as exc:
         print(_PREFIX + str(exc), file=sys.stderr)
         return 1

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry
 from dataplane import first_of
 from dataplane.breaker import new_queue_proxy_breaker
 from dataplane.clock import Clock, MonotonicClock
+from dataplane.gctune import GcTuning, apply_gc_tuning
 from dataplane.proxy import ProxyConfig, ProxyServer
 from dataplane.stats import RequestStats, StatReporter
 
@@ -75,8 +76,11 @@ def serving_host(config: QueueProxyConfig) -> str:
 class QueueProxyDaemon:
     """The queue-proxy process: build from a config, `await run()` until shut down."""
 
-    def __init__(self, config: QueueProxyConfig, clock: Clock | None = None) -> None:
+    def __init__(self, config: QueueProxyConfig, clock: Clock | None = None,
+                 gc_tuning: GcTuning | None = None) -> None:
         self.config = config
+        # None leaves the collector alone (a daemon embedded in a test process, say).
+        self.gc_tuning = gc_tuning
         self.clock = clock = clock or MonotonicClock()
         cc = config.container_concurrency
         self.breaker = new_queue_proxy_breaker(cc)
@@ -134,6 +138,7 @@ class QueueProxyDaemon:
             loop.add_signal_handler(sig, self.on_signal, sig)
         try:
             await self._start_servers()
+            self._tune_gc()
             async with asyncio.TaskGroup() as tasks:
                 reporter = tasks.create_task(self.reporter.run(), name="stat-reporter")
                 warmup = tasks.create_task(self._wait_first_ready(), name="readiness-warmup")
@@ -172,6 +177,17 @@ class QueueProxyDaemon:
             config.revision_timeout_s, config.queue_stats_port, config.queue_metrics_port,
             config.queue_admin_address, config.queue_admin_port,
         )
+
+    def _tune_gc(self) -> None:
+        # Every server listens and every module is imported: what is alive now lives as
+        # long as the process, so freezing it keeps full collections from walking it
+        # while requests wait. Measured (bench/proxy_overhead.py, 1000 req/s, 5 rounds x 5 s,
+        # two runs with the order swapped): p99 0.74-0.96x of unfrozen in all 4 cells,
+        # p50, req/s and peak RSS (~33 MiB) unchanged; within the per-round spread.
+        if self.gc_tuning is None:
+            return
+        report = apply_gc_tuning(self.gc_tuning)
+        _log.info("gc: %d objects frozen, thresholds %s", report.frozen, report.thresholds)
 
     async def _wait_first_ready(self) -> None:
         # Knative's aggressive probing until the user container first answers, so the
