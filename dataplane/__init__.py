@@ -3,6 +3,9 @@
 Everything on the request path stands on this package; it imports only the standard
 library, uvloop, httptools, protobuf and prometheus_client. The proxy engine lives in
 the `dataplane.proxy` subpackage (imported on its own: the autoscaler needs only Stat).
+Also imported by module path, for the processes that need them: `dataplane.metrics`
+(Knative's latency buckets, the Prometheus text with legacy counter names) and
+`dataplane.gctune` (the garbage-collector tuning a daemon applies once it is serving).
 """
 
 from .aio import first_of
