@@ -7,13 +7,13 @@ import gc
 import os
 import re
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
 from dataplane.gctune import GcTuning, GcTuningError, apply_gc_tuning, gc_tuning_from_env
+from support.stack import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,15 +70,6 @@ def test_nothing_applied_when_off(restore_gc):
     assert (report.frozen, report.thresholds) == (0, before)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 DAEMON_CASES = [
@@ -90,7 +81,7 @@ DAEMON_CASES = [
 @pytest.mark.integration
 @pytest.mark.parametrize(("extra", "frozen"), DAEMON_CASES)
 async def test_queue_proxy_daemon_freezes_once_serving(extra, frozen):
-    serving, admin, stats, metrics, user = _free_ports(5)
+    serving, admin, stats, metrics, user = free_ports(5)
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
     env.update(
         CONTAINER_CONCURRENCY="10", QUEUE_SERVING_PORT=str(serving), USER_PORT=str(user),

@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from dataplane.stat import Stat
+from support.stack import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +30,6 @@ START_TIMEOUT_S = 20.0
 HEALTH = {"K-Network-Probe": "queue", "User-Agent": "kube-probe/1.31"}
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (bound together so none repeats, then released)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 class App:

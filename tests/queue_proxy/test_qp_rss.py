@@ -13,29 +13,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
 from support.bigbody import LIMIT, TOTAL, WARM_REQUEST, download, memory, serve, upload
+from support.stack import free_ports
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 async def test_200mb_up_and_down_through_the_sidecar_keep_rss_growth_under_20mb():

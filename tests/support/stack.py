@@ -32,6 +32,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (bound together so none repeats, then released)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def config_autoscaler(**data: str) -> str:
     """A config-autoscaler ConfigMap with `data` (keys with _ spelled as -)."""
     lines = "".join(f"  {k.replace('_', '-')}: {json.dumps(v)}\n" for k, v in data.items())
