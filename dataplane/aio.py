@@ -22,8 +22,9 @@ T = TypeVar("T")
 #      a future or task passed in is used as it is, so a caller that kept a reference can
 #      read it afterwards (which one finished, with what).
 #   2. Wait until at least one is done.
-#   3. Cancel every other one and await them all. When `first_of` returns or raises,
-#      nothing it started is still running and every error has been read.
+#   3. Cancel every other one and await them all, through further cancellations of the
+#      caller too. When `first_of` returns or raises, nothing it started is still
+#      running and every error has been read.
 #   4. Answer like the winner: its result, or its error raised.
 #
 # Ties and errors: when several finish in the same loop step, the winner is the first
@@ -57,9 +58,7 @@ async def first_of(*aws: Awaitable[T]) -> T:
     finally:
         for fut in futures:
             fut.cancel()  # a no-op on the ones already done
-        # return_exceptions: read every outcome here, so no error is left unretrieved;
-        # the ones that matter are raised below.
-        await asyncio.gather(*futures, return_exceptions=True)
+        await _settle(futures)
     winners = [f for f in futures if f in done]
     losers = [f for f in futures if f not in done]
     errors = [e for e in map(_error, (*winners, *losers)) if e is not None]
@@ -69,6 +68,28 @@ async def first_of(*aws: Awaitable[T]) -> T:
             first.add_note(f"first_of: another awaitable also failed: {other!r}")
         raise first
     return winners[0].result()  # CancelledError if someone else cancelled a future passed in
+
+
+async def _settle(futures: list[asyncio.Future[T]]) -> None:
+    """Wait until every future is done, even through further cancellations of the caller.
+
+    A second cancel (a timeout expiring, another SIGTERM) while the children run their
+    cancellation cleanup must not let `first_of` leave them running: keep waiting, then
+    let one CancelledError through. Every outcome is read, so none goes unretrieved.
+    """
+    cancelled = False
+    pending = [f for f in futures if not f.done()]
+    while pending:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+        pending = [f for f in pending if not f.done()]
+    for fut in futures:
+        if not fut.cancelled():
+            fut.exception()  # marks it retrieved; the ones that matter are raised by the caller
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def _error(fut: asyncio.Future[object]) -> BaseException | None:

@@ -145,6 +145,37 @@ async def test_cancelling_the_caller_cancels_and_awaits_every_child(kind):
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
+async def test_a_second_cancel_during_cleanup_still_waits_for_every_child():
+    # A child whose cancellation cleanup takes a while (it awaits): cancelling the
+    # caller again meanwhile (a timeout, a second SIGTERM) must not leave it running.
+    release = asyncio.Event()
+    finished_cleanup = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        try:
+            started.set()
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await release.wait()
+            finished_cleanup.set()
+            raise
+
+    race = asyncio.ensure_future(first_of(slow_to_stop(), asyncio.Event().wait()))
+    async with asyncio.timeout(5):
+        await started.wait()
+        race.cancel()
+        await asyncio.sleep(0.01)
+        race.cancel()  # the second cancel lands while the child is still cleaning up
+        await asyncio.sleep(0.01)
+        assert not race.done()  # still waiting for the child
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await race
+    assert finished_cleanup.is_set()
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
 async def test_errors_read_by_first_of_are_never_reported_as_unretrieved():
     seen: list[dict] = []
     loop = asyncio.get_running_loop()
