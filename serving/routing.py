@@ -132,6 +132,9 @@ def _target_revision(state: ServingState, route: Route,
                                                   "referenced in traffic not found")
         name = cfg.status.latest_ready_revision_name or cfg.status.latest_created_revision_name
         rev = state.revisions.get(RevisionKey(ns, name))
+        if rev is None and cfg.status.latest_ready_revision_name:
+            return None, ("RevisionMissing", f"revision {name!r} of configuration "
+                                             f"{cfg.metadata.name!r} not found")
         if rev is None:
             # Just created: its first revision is on the way (Knative: Unknown, "waiting
             # for a Revision to become ready"), not a failure.

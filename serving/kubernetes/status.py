@@ -282,6 +282,7 @@ def route_status(route: Mapping[str, Any], configurations: Iterable[Mapping[str,
                  revisions: Iterable[Mapping[str, Any]], *, domain: DomainConfig,
                  now: str) -> dict[str, Any]:
     """A Route's status: URL, address, resolved traffic with tag URLs, and conditions."""
+    configurations = list(configurations)  # read twice below
     meta = _meta(route)
     key = ObjectKey(meta.get("namespace", "default"), meta["name"])
     owner = (meta.get("labels") or {}).get(SERVICE_LABEL, "")
@@ -305,10 +306,27 @@ def route_status(route: Mapping[str, Any], configurations: Iterable[Mapping[str,
                          route_traffic={key: kept} if kept else {}, domain=domain)
     out = _route_status(state, key).to_knative()
     out["observedGeneration"] = meta.get("generation", 0)
-    out["conditions"] = render_conditions(
-        [Condition(c["type"], c["status"], c.get("reason", ""), c.get("message", ""))
-         for c in out["conditions"]], _conditions(route), now)
+    conds = [Condition(c["type"], c["status"], c.get("reason", ""), c.get("message", ""))
+             for c in out["conditions"]]
+    # A Configuration that failed before any revision became ready (a bad template, a
+    # first revision that failed) will not be waited out: Knative marks the Route False.
+    failed = [t.configuration_name for t in model.traffic if t.configuration_name
+              and not t.revision_name and _failed_without_ready(configurations, key.namespace,
+                                                                t.configuration_name)]
+    if failed and all(c.status == "Unknown" for c in conds):
+        why = f"Configuration {failed[0]!r} does not have any ready Revision."
+        conds = [Condition(c.type, "False", "RevisionMissing", why) for c in conds]
+    out["conditions"] = render_conditions(conds, _conditions(route), now)
     return out
+
+
+def _failed_without_ready(configurations: Iterable[Mapping[str, Any]], namespace: str,
+                          name: str) -> bool:
+    for c in configurations:
+        cmeta, cstatus = _meta(c), c.get("status") or {}
+        if (cmeta.get("namespace", "default"), cmeta.get("name")) == (namespace, name):
+            return is_ready(c) is False and not cstatus.get("latestReadyRevisionName")
+    return False
 
 
 # -------------------------------------------------------------------------- service

@@ -213,6 +213,28 @@ def test_a_new_configurations_route_waits_rather_than_fails():
     assert status.get("traffic", []) == []
 
 
+def test_a_configuration_that_failed_before_any_ready_revision_fails_the_route():
+    # A bad template: no revision will ever come, so the Route must not wait forever.
+    _, _, route, _ = children_of("basic/service.yaml")
+    cfg = _config("", "")
+    cfg["metadata"]["name"] = "helloworld-python"
+    cfg["status"]["conditions"] = [{"type": "Ready", "status": "False",
+                                    "reason": "InvalidSpec"}]
+    status = route_status(route, iter([cfg]), [], domain=DomainConfig(), now=T0)
+    assert _states(status)["Ready"] == ("False", "RevisionMissing")
+    assert _states(status)["AllTrafficAssigned"] == ("False", "RevisionMissing")
+    assert "'helloworld-python' does not have any ready Revision" \
+        in condition({"status": status}, "Ready")["message"]
+
+
+def test_a_deleted_ready_revision_fails_the_route_rather_than_waiting():
+    _, _, route, _ = children_of("basic/service.yaml")
+    cfg = _config("helloworld-python-00002", "helloworld-python-00001")
+    cfg["metadata"]["name"] = "helloworld-python"
+    status = route_status(route, [cfg], [], domain=DomainConfig(), now=T0)
+    assert _states(status)["Ready"] == ("False", "RevisionMissing")
+
+
 def test_route_keeps_last_traffic_while_a_pinned_revision_is_missing():
     _, _, route, _ = children_of("blue-green/2-green.yaml")
     route["status"] = {"traffic": [{"tag": "blue", "revisionName": "blue-green-demo-blue",
