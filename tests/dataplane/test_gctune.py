@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 import os
 import re
 import signal
@@ -50,11 +51,24 @@ def restore_gc():
     gc.set_threshold(*thresholds)
 
 
-def test_freeze_moves_live_objects_out_of_the_generations(restore_gc):
+class _Node:
+    """A tracked object that can take part in a reference cycle."""
+
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+def test_freeze_keeps_live_objects_and_collects_garbage_first(restore_gc):
     gc.unfreeze()
+    kept = [_Node() for _ in range(1000)]  # alive: must end up frozen
+    collected = []
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a  # an unreachable cycle: must be collected, not frozen
+    weakref.finalize(a, collected.append, "a")
+    del a, b
     report = apply_gc_tuning(GcTuning(freeze=True))
-    assert report.frozen > 0
-    assert gc.get_freeze_count() > 0
+    assert collected == ["a"]  # gc.collect() ran before the freeze
+    assert report.frozen >= len(kept) and gc.get_freeze_count() >= len(kept)
 
 
 def test_gen0_threshold_keeps_the_older_generations(restore_gc):
