@@ -90,7 +90,7 @@ def revision(*containers):
 
 
 HTTP_GET = {"httpGet": {"path": "/ready"}}
-EXEC = {"exec": {"command": ["cat", "/tmp/ready"]}}
+EXEC = {"exec": {"command": ["cat", "/srv/ready"]}}
 
 PROBE_OPTIMISATION_CASES = [
     pytest.param(revision({"image": "app"}), True, id="no-probes"),
