@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import textwrap
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from support.procs import wait_exits
 from support.stack import CliResult, Stack, config_autoscaler, free_port
 
 __all__ = [
@@ -119,21 +119,5 @@ def pids_of(pods: Iterable[dict]) -> list[int]:
 
 
 async def wait_gone(pids: Iterable[int], timeout_s: float) -> None:
-    """Until every process in `pids` has ended (a pidfd turns readable); TimeoutError if not."""
-    loop = asyncio.get_running_loop()
-    fds, futures = [], []
-    for pid in pids:
-        try:
-            fds.append(os.pidfd_open(pid))
-        except ProcessLookupError:
-            continue
-        fut = loop.create_future()
-        loop.add_reader(fds[-1], lambda f=fut: f.done() or f.set_result(None))
-        futures.append(fut)
-    try:
-        async with asyncio.timeout(timeout_s):
-            await asyncio.gather(*futures)
-    finally:
-        for fd in fds:
-            loop.remove_reader(fd)
-            os.close(fd)
+    """Until every process in `pids` has ended; TimeoutError if not."""
+    await wait_exits(pids, timeout_s)

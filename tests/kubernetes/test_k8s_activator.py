@@ -20,8 +20,8 @@ import sys
 import aiohttp
 import pytest
 from aiohttp import web
-from k8s_fake_api import FakeApiServer
 from k8s_world import children_of
+from support.http import catch_all, serving
 from support.stack import free_port
 
 from activator import Activator, ActivatorConfig
@@ -35,13 +35,6 @@ from autoscaler import StatServer
 KSVC = "serving.knative.dev/v1"
 SLICES = "discovery.k8s.io/v1"
 
-
-@pytest.fixture
-async def fake():
-    server = FakeApiServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 class Probes:
@@ -62,16 +55,8 @@ async def stand_in_pod(name: str, probes: Probes | None = None):
             probes.failed.set()
             return web.Response(status=503)
         return web.Response(text=f"{name} {request.host}")
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
+    async with serving(catch_all(handle), shutdown_timeout=0.1) as port:
+        yield port
 
 
 def endpoint_slice(rev: str, port: int, *, ready: bool = True) -> dict:

@@ -18,8 +18,8 @@ import sys
 import aiohttp
 import pytest
 from aiohttp import web
-from k8s_fake_api import FakeApiServer
 from k8s_world import children_of, seed
+from support.http import serving
 from support.stack import free_port
 
 from dataplane import MonotonicClock, RevisionKey, Stat, encode_wire_stats
@@ -35,13 +35,6 @@ REV = "helloworld-python-00001"
 KEY = RevisionKey("default", REV)
 
 
-@pytest.fixture
-async def fake():
-    server = FakeApiServer()
-    await server.start()
-    yield server
-    await server.stop()
-
 
 @contextlib.asynccontextmanager
 async def stats_pod(concurrency: float):
@@ -51,14 +44,8 @@ async def stats_pod(concurrency: float):
         return web.Response(body=stat.to_protobuf(), content_type=PROTOBUF_CONTENT_TYPE)
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
+    async with serving(app, shutdown_timeout=0.1) as port:
+        yield port
 
 
 def endpoint_slice(name: str, stats_port: int, *, ready: bool = True) -> dict:

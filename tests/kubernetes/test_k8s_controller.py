@@ -13,7 +13,6 @@ import signal
 import sys
 
 import pytest
-from k8s_fake_api import FakeApiServer
 from k8s_world import seed
 
 from dataplane import MonotonicClock
@@ -29,13 +28,6 @@ def ready(obj, kind_type="Ready"):
             return c["status"]
     return None
 
-
-@pytest.fixture
-async def fake():
-    server = FakeApiServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @contextlib.asynccontextmanager

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from aiohttp import web
+from support.http import serving
 
 from serving.admin import (
     LATEST,
@@ -183,11 +183,5 @@ class FakeController:
 async def serve_admin(controller: Any, token: str | None = None,
                       metrics: Any = None) -> AsyncIterator[int]:
     """Serve the admin app over `controller` on a free loopback port; yield the port."""
-    runner = web.AppRunner(build_admin_app(controller, token=token, metrics=metrics))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
+    async with serving(build_admin_app(controller, token=token, metrics=metrics)) as port:
+        yield port

@@ -17,7 +17,7 @@ from dataplane.types import RevisionKey
 from serving.platform import LocalPlatform, PodInfo, PodPhase, PodTemplate, RestartBackoff
 from serving.platform.probe import probe_queue_proxy
 
-from platform_helpers import open_pidfds, wait_exits, wait_pidfds
+from support.procs import open_pidfds, wait_exits, wait_pidfds
 
 pytestmark = pytest.mark.integration
 

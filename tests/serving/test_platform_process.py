@@ -12,7 +12,7 @@ import pytest
 from dataplane.clock import MonotonicClock
 from serving.platform.process import describe_returncode, spawn, stop_group, stop_process
 
-from platform_helpers import open_pidfds, wait_pidfds
+from support.procs import open_pidfds, wait_pidfds
 
 RETURNCODES = [
     pytest.param(0, "exited with code 0", id="clean"),

@@ -1,4 +1,4 @@
-"""Helpers for the local platform's process tests: wait for processes to end, on events."""
+"""Waiting for processes to end, without polling: a pidfd turns readable when it does."""
 
 from __future__ import annotations
 
