@@ -19,6 +19,19 @@ from serving.admin import (
     build_admin_app,
 )
 
+# A minimal Service manifest, as a user would apply it.
+HELLO = """\
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hello
+spec:
+  template:
+    spec:
+      containers:
+        - command: ["python", "app.py"]
+"""
+
 
 @dataclass(frozen=True)
 class Problem:

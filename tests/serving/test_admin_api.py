@@ -11,21 +11,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from admin_fakes import FakeController, Problem, serve_admin
+from admin_fakes import HELLO, FakeController, Problem, serve_admin
 from serving.admin import InvalidRequestError, TagSpec, TrafficSpec, problems_to_json
 from serving.validation import FieldProblem, ValidationError
 
-HELLO = """\
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: hello
-spec:
-  template:
-    spec:
-      containers:
-        - command: ["python", "app.py"]
-"""
 
 
 @pytest.fixture

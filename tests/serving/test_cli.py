@@ -12,24 +12,13 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from admin_fakes import FakeController, serve_admin
+from admin_fakes import HELLO, FakeController, serve_admin
 from serving import cli
 from serving.admin import TagSpec, TrafficSpec
 from serving.cli import CliError, main, parse_env, parse_tags, parse_traffic, parse_untags
 from serving.cli_format import LogTailer, services_table
 from serving.statedir import StateDirLock, write_admin_file
 
-HELLO = """\
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: hello
-spec:
-  template:
-    spec:
-      containers:
-        - command: ["python", "app.py"]
-"""
 TOKEN = "t0ken"
 
 
